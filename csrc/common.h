@@ -1,0 +1,93 @@
+// Definitions shared by every kernel, CPU and CUDA: dtype codes, scalar conversion,
+// and the HOST_DEVICE marker for math that both paths use (so CPU tests exercise it).
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#if defined(__CUDACC__)
+#define TBF_HD __host__ __device__ __forceinline__
+#else
+#define TBF_HD inline
+#endif
+
+namespace tbfast {
+
+// Dtype codes. Must match tbfast/_dtypes.py (DTYPE_CODES); tests check both sides.
+enum DType : int32_t {
+  kBool = 0,
+  kUInt8 = 1,
+  kInt8 = 2,
+  kInt16 = 3,
+  kInt32 = 4,
+  kInt64 = 5,
+  kFloat16 = 6,
+  kBFloat16 = 7,
+  kFloat32 = 8,
+  kFloat64 = 9,
+  kUInt16 = 10,
+  kUInt32 = 11,
+  kUInt64 = 12,
+  kNumDTypes = 13,
+};
+
+// Storage types for the two 16-bit floats: raw bits, converted on load.
+struct half_bits { uint16_t bits; };
+struct bf16_bits { uint16_t bits; };
+
+TBF_HD float bits_to_float(uint32_t b) {
+  float f;
+  memcpy(&f, &b, sizeof f);
+  return f;
+}
+
+TBF_HD uint64_t double_to_bits(double d) {
+  uint64_t b;
+  memcpy(&b, &d, sizeof b);
+  return b;
+}
+
+// IEEE binary16 -> binary32, exact for every input (subnormals, inf, NaN included).
+TBF_HD float half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1Fu;
+  uint32_t man = h & 0x3FFu;
+  uint32_t bits;
+  if (exp == 0x1Fu) {
+    bits = sign | 0x7F800000u | (man << 13);
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112u) << 23) | (man << 13);
+  } else if (man == 0) {
+    bits = sign;
+  } else {
+    // Subnormal half: renormalise.
+    int e = -1;
+    do {
+      e++;
+      man <<= 1;
+    } while ((man & 0x400u) == 0);
+    bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3FFu) << 13);
+  }
+  return bits_to_float(bits);
+}
+
+TBF_HD float bf16_to_float(uint16_t b) { return bits_to_float((uint32_t)b << 16); }
+
+// Load element i of a typed buffer as double (the precision torch's path bins in).
+template <typename T>
+struct Load {
+  TBF_HD static double get(const T* p, int64_t i) { return (double)p[i]; }
+};
+template <>
+struct Load<bool> {
+  TBF_HD static double get(const bool* p, int64_t i) { return p[i] ? 1.0 : 0.0; }
+};
+template <>
+struct Load<half_bits> {
+  TBF_HD static double get(const half_bits* p, int64_t i) { return (double)half_to_float(p[i].bits); }
+};
+template <>
+struct Load<bf16_bits> {
+  TBF_HD static double get(const bf16_bits* p, int64_t i) { return (double)bf16_to_float(p[i].bits); }
+};
+
+}  // namespace tbfast

@@ -1,0 +1,45 @@
+// CUDA runtime probe: device count, runtime/driver versions and a one-thread kernel
+// launch on a caller-given stream. It proves the nvcc build wiring and lets Python ask
+// "is there a usable device?" without torch.
+#include <cuda_runtime.h>
+
+#include "cuda/device_cuda.h"
+
+namespace tbfast {
+
+namespace {
+__global__ void probe_kernel(int* out) { *out = 42; }
+}  // namespace
+
+int cuda_device_count(int* count) {
+  *count = 0;
+  cudaError_t err = cudaGetDeviceCount(count);
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no device / no driver" error
+    *count = 0;
+  }
+  return (int)err;
+}
+
+int cuda_versions(int* runtime, int* driver) {
+  *runtime = 0;
+  *driver = 0;
+  cudaRuntimeGetVersion(runtime);
+  return (int)cudaDriverGetVersion(driver);
+}
+
+const char* cuda_error_string(int code) { return cudaGetErrorString((cudaError_t)code); }
+
+int cuda_probe(void* stream, int* result) {
+  int* d = nullptr;
+  cudaError_t err = cudaMalloc(&d, sizeof(int));
+  if (err != cudaSuccess) return (int)err;
+  cudaStream_t s = (cudaStream_t)stream;
+  probe_kernel<<<1, 1, 0, s>>>(d);
+  err = cudaMemcpyAsync(result, d, sizeof(int), cudaMemcpyDeviceToHost, s);
+  if (err == cudaSuccess) err = cudaStreamSynchronize(s);
+  cudaFree(d);
+  return (int)err;
+}
+
+}  // namespace tbfast

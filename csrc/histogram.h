@@ -1,0 +1,121 @@
+// Histogram op: params struct and the bucket math shared by the CPU and CUDA kernels.
+//
+// Semantics are NumPy's np.histogram on float64 values, which is what
+// torch.utils.tensorboard runs (spec 1.3): bin i is [e_i, e_{i+1}), the last bin is closed,
+// values outside [e_0, e_last] are dropped. Non-finite values are never bucketed; they are
+// counted (NaN, +Inf, -Inf) and left out of min/max/sum/sum_squares.
+//
+// Two bucket modes:
+//  * kEdges: any increasing edge list (TensorBoard's default 1549 edges included). The
+//    bucket is upper_bound(edges, x) - 1, found in O(1) for the default edges: a lookup
+//    table keyed by the top 16 bits of the order-preserving image of the double
+//    (sign, exponent, 4 mantissa bits) gives the few edges that can lie in that key's
+//    sub-interval, and a binary search runs over only those (0 or 1 edges for the
+//    default ones, whose ratio 1.1 exceeds a sub-interval's 2^(1/16)).
+//  * kUniform / kUniformAuto: n equal-width bins over [first, last], NumPy-exact: the
+//    same float64 formula as numpy's uniform path, then its one-step fix-up against the
+//    np.linspace edges (computed here with numpy's own formula). kUniformAuto takes
+//    [first, last] from the finite min/max in `stats`, widened by 0.5 when equal, the way
+//    numpy does for bins=int.
+#pragma once
+#include <cstdint>
+
+#include "common.h"
+
+namespace tbfast {
+
+enum HistMode : int32_t { kEdges = 0, kUniform = 1, kUniformAuto = 2 };
+
+constexpr int kLookupBits = 16;
+constexpr int64_t kLookupSize = int64_t(1) << kLookupBits;  // table has kLookupSize + 1 entries
+constexpr int kStatsPerTensor = 4;      // finite min, max, sum, sum of squares
+constexpr int kNonFinitePerTensor = 3;  // NaN, +Inf, -Inf counts
+
+struct HistogramParams {
+  int64_t num_tensors;
+  const uint64_t* data;   // [num_tensors] element-0 addresses
+  const int64_t* numels;  // [num_tensors]
+  const int32_t* dtypes;  // [num_tensors] DType codes
+  int32_t mode;           // HistMode
+  int64_t num_bins;
+  const double* edges;    // kEdges: [num_bins + 1], shared by all tensors
+  const int32_t* lookup;  // kEdges: [kLookupSize + 1], from build_edge_lookup
+  const double* ranges;   // kUniform: [num_tensors, 2] first, last
+  int64_t* counts;        // out: [num_tensors, num_bins], zero on entry
+  double* stats;          // out (in for kUniformAuto): [num_tensors, kStatsPerTensor]
+  int64_t* nonfinite;     // out: [num_tensors, kNonFinitePerTensor]
+  int32_t num_threads;    // CPU only
+};
+
+// Order-preserving map of a double to uint64 (negative values reversed); -0.0 must be
+// canonicalised to +0.0 by the caller since the two compare equal.
+TBF_HD uint64_t ordered_bits(double x) {
+  uint64_t b = double_to_bits(x);
+  return (b >> 63) ? ~b : (b | (uint64_t(1) << 63));
+}
+
+TBF_HD int64_t lookup_key(double x) { return (int64_t)(ordered_bits(x + 0.0) >> (64 - kLookupBits)); }
+
+TBF_HD bool is_finite(double x) { return (double_to_bits(x) & 0x7FF0000000000000ull) != 0x7FF0000000000000ull; }
+
+// Bucket of finite x among `num_edges` increasing edges, or -1 if outside (NumPy rules).
+TBF_HD int64_t edges_bucket(double x, const double* edges, int64_t num_edges, const int32_t* lookup) {
+  int64_t k = lookup_key(x);
+  int64_t lo = lookup[k], hi = lookup[k + 1];
+  while (lo < hi) {  // upper_bound within the key's sub-interval
+    int64_t mid = (lo + hi) >> 1;
+    if (edges[mid] <= x)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo == 0) return -1;
+  if (lo == num_edges) return x == edges[num_edges - 1] ? num_edges - 2 : -1;
+  return lo - 1;
+}
+
+// numpy.linspace(first, last, n + 1)[i] (numpy >= 1.20 formula: i * step + first, with
+// the last edge set to `last`, and the step == 0 branch for underflowing ranges).
+TBF_HD double uniform_edge(double first, double last, int64_t n, int64_t i) {
+  if (i == n) return last;
+  double delta = last - first;
+  double step = delta / (double)n;
+  if (step == 0.0) return ((double)i / (double)n) * delta + first;
+  return (double)i * step + first;
+}
+
+// numpy's bins=int range rule: equal min/max are widened by 0.5 on each side.
+TBF_HD void auto_range(double mn, double mx, double* first, double* last) {
+  if (!(mn <= mx)) {  // no finite values: numpy's empty-input range
+    *first = 0.0;
+    *last = 1.0;
+    return;
+  }
+  if (mn == mx) {
+    mn -= 0.5;
+    mx += 0.5;
+  }
+  *first = mn;
+  *last = mx;
+}
+
+// Bucket of finite x among n equal bins over [first, last], or -1 (numpy's uniform path).
+TBF_HD int64_t uniform_bucket(double x, double first, double last, int64_t n) {
+  if (!(x >= first && x <= last)) return -1;
+  double f = ((x - first) / (last - first)) * (double)n;
+  int64_t idx = (int64_t)f;
+  if (idx == n) idx -= 1;
+  if (x < uniform_edge(first, last, n, idx)) idx -= 1;
+  if (idx != n - 1 && x >= uniform_edge(first, last, n, idx + 1)) idx += 1;
+  return idx;
+}
+
+// CPU entry points (csrc/cpu/histogram_cpu.cpp). Both return 0 or an error code.
+// histogram_stats: stats + nonfinite only. histogram_count: buckets, and stats +
+// nonfinite too when with_stats (one pass for kEdges/kUniform).
+int histogram_stats_cpu(const HistogramParams& p);
+int histogram_count_cpu(const HistogramParams& p, bool with_stats);
+// Fill lookup[kLookupSize + 1] for `num_edges` increasing finite edges.
+void build_edge_lookup(const double* edges, int64_t num_edges, int32_t* lookup);
+
+}  // namespace tbfast

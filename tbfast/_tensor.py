@@ -1,0 +1,118 @@
+"""Input normalisation: any torch tensor, NumPy array, list or scalar becomes a
+:class:`Flat`, a raw pointer + element count + dtype code + device that the kernels read.
+
+No float64 copy is ever made, and no copy at all for contiguous input. A tensor whose
+memory is a dense permutation of its shape (transposed, channels-last, a flipped NumPy
+view) is also read in place: order-free reductions (histograms) do not care about element
+order. Only truly gappy views (slices with steps) are compacted, in their own dtype.
+"""
+
+import sys
+
+import numpy as np
+
+from . import _dtypes
+
+
+def _torch():
+    return sys.modules.get("torch")
+
+
+def is_torch_tensor(x):
+    torch = _torch()
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+class Flat:
+    """A read-only flat view of an input's elements.
+
+    ptr: int address of element 0; numel: element count; dtype: code (tbfast._dtypes);
+    device: 'cpu' or 'cuda'; device_index: int or None; owner: the object that keeps the
+    memory alive (torch tensor or NumPy array, already flat and in memory order).
+    """
+
+    __slots__ = ("ptr", "numel", "dtype", "device", "device_index", "owner")
+
+    def __init__(self, ptr, numel, dtype, device, device_index, owner):
+        self.ptr, self.numel, self.dtype = ptr, numel, dtype
+        self.device, self.device_index, self.owner = device, device_index, owner
+
+    @property
+    def is_torch(self):
+        return is_torch_tensor(self.owner)
+
+    def numpy(self):
+        """Flat NumPy view (CPU only). bfloat16 comes back as its raw uint16 bits."""
+        if self.device != "cpu":
+            raise ValueError("numpy() of a CUDA input")
+        if self.is_torch:
+            t = self.owner
+            if self.dtype == _dtypes.BFLOAT16:
+                t = t.view(_torch().int16)
+            return t.numpy().view(_dtypes.NUMPY_STORAGE[self.dtype])
+        return self.owner.view(_dtypes.NUMPY_STORAGE[self.dtype])
+
+
+def _dense_order(shape, strides):
+    """True when (shape, strides) with non-negative strides covers exactly prod(shape)
+    consecutive elements starting at the lowest address (a permutation of a dense
+    layout)."""
+    expected = 1
+    for size, stride in sorted((p for p in zip(shape, strides) if p[0] != 1), key=lambda p: p[1]):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def flat(values, name="values", order_matters=False):
+    """Normalise ``values`` to a :class:`Flat`.
+
+    ``order_matters=True`` (ops that pair elements of several inputs, or lay out images)
+    requires row-major order, so anything not C-contiguous is copied (same dtype).
+    Raises TypeError for unsupported types and dtypes.
+    """
+    if is_torch_tensor(values):
+        return _flat_torch(values, name, order_matters)
+    if isinstance(values, np.ndarray):
+        arr = values
+    else:
+        if isinstance(values, (str, bytes)) or values is None:
+            raise TypeError(f"{name} must be a tensor, array, sequence or number, got {type(values).__name__}")
+        arr = np.asarray(values)
+        if arr.dtype == object:
+            raise TypeError(f"{name} could not be converted to a numeric array")
+    try:
+        code = _dtypes.code_of(arr.dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name}: {exc}") from None
+    arr = np.ravel(arr, order="C" if order_matters else "K")
+    if not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr)
+    return Flat(arr.ctypes.data, arr.size, code, "cpu", None, arr)
+
+
+def _flat_torch(t, name, order_matters):
+    torch = _torch()
+    t = t.detach()
+    if t.is_complex() or t.is_quantized or t.layout != torch.strided:
+        raise TypeError(f"{name}: unsupported tensor (dtype {t.dtype}, layout {t.layout})")
+    try:
+        code = _dtypes.code_of(t.dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name}: {exc}") from None
+    if t.device.type not in ("cpu", "cuda"):
+        if t.device.type == "meta":
+            raise ValueError(f"{name} is a meta tensor: it has no data to summarise")
+        t = t.cpu()  # other accelerators: computed on the host
+    if t.is_conj() or t.is_neg():
+        t = t.resolve_conj().resolve_neg()
+    n = t.numel()
+    if t.is_contiguous():
+        t = t.view(-1)
+    elif not order_matters and _dense_order(t.shape, t.stride()):
+        t = t.as_strided((n,), (1,))
+    else:
+        t = t.contiguous().view(-1)
+    dev = t.device
+    return Flat(t.data_ptr(), n, code, dev.type, dev.index if dev.type == "cuda" else None, t)
