@@ -9,9 +9,11 @@
 //  * kEdges: any increasing edge list (TensorBoard's default 1549 edges included). The
 //    bucket is upper_bound(edges, x) - 1, found in O(1) for the default edges: a lookup
 //    table keyed by the top 16 bits of the order-preserving image of the double
-//    (sign, exponent, 4 mantissa bits) gives the few edges that can lie in that key's
-//    sub-interval, and a binary search runs over only those (0 or 1 edges for the
-//    default ones, whose ratio 1.1 exceeds a sub-interval's 2^(1/16)).
+//    (sign, exponent, 4 mantissa bits) holds, per key, the number of edges below the
+//    key's sub-interval and the edges inside it. The default edges' ratio 1.1 exceeds a
+//    sub-interval's 2^(1/16), so a key holds at most one edge and the bucket is
+//    `base + (x >= edge)`: one load and one compare. Keys with more edges (dense user
+//    edges) binary-search only those.
 //  * kUniform / kUniformAuto: n equal-width bins over [first, last], NumPy-exact: the
 //    same float64 formula as numpy's uniform path, then its one-step fix-up against the
 //    np.linspace edges (computed here with numpy's own formula). kUniformAuto takes
@@ -31,6 +33,13 @@ constexpr int64_t kLookupSize = int64_t(1) << kLookupBits;  // table has kLookup
 constexpr int kStatsPerTensor = 4;      // finite min, max, sum, sum of squares
 constexpr int kNonFinitePerTensor = 3;  // NaN, +Inf, -Inf counts
 
+// One lookup entry: `base` edges lie below the key's sub-interval and `count` inside it,
+// the first of which is `edge` (+inf when count is 0).
+struct EdgeKey {
+  double edge;
+  int32_t base, count;
+};
+
 struct HistogramParams {
   int64_t num_tensors;
   const uint64_t* data;   // [num_tensors] element-0 addresses
@@ -39,7 +48,7 @@ struct HistogramParams {
   int32_t mode;           // HistMode
   int64_t num_bins;
   const double* edges;    // kEdges: [num_bins + 1], shared by all tensors
-  const int32_t* lookup;  // kEdges: [kLookupSize + 1], from build_edge_lookup
+  const EdgeKey* lookup;  // kEdges: [kLookupSize], from build_edge_lookup
   const double* ranges;   // kUniform: [num_tensors, 2] first, last
   int64_t* counts;        // out: [num_tensors, num_bins], zero on entry
   double* stats;          // out (in for kUniformAuto): [num_tensors, kStatsPerTensor]
@@ -58,31 +67,55 @@ TBF_HD int64_t lookup_key(double x) { return (int64_t)(ordered_bits(x + 0.0) >> 
 
 TBF_HD bool is_finite(double x) { return (double_to_bits(x) & 0x7FF0000000000000ull) != 0x7FF0000000000000ull; }
 
-// Bucket of finite x among `num_edges` increasing edges, or -1 if outside (NumPy rules).
-TBF_HD int64_t edges_bucket(double x, const double* edges, int64_t num_edges, const int32_t* lookup) {
-  int64_t k = lookup_key(x);
-  int64_t lo = lookup[k], hi = lookup[k + 1];
-  while (lo < hi) {  // upper_bound within the key's sub-interval
+// upper_bound(edges, x) for finite x: the number of edges <= x.
+TBF_HD int64_t edges_upper_bound(double x, const double* edges, const EdgeKey* lookup) {
+  const EdgeKey e = lookup[lookup_key(x)];
+  if (e.count <= 1) return e.base + (x >= e.edge);
+  int64_t lo = e.base, hi = (int64_t)e.base + e.count;
+  while (lo < hi) {
     int64_t mid = (lo + hi) >> 1;
     if (edges[mid] <= x)
       lo = mid + 1;
     else
       hi = mid;
   }
-  if (lo == 0) return -1;
-  if (lo == num_edges) return x == edges[num_edges - 1] ? num_edges - 2 : -1;
-  return lo - 1;
+  return lo;
 }
 
-// numpy.linspace(first, last, n + 1)[i] (numpy >= 1.20 formula: i * step + first, with
-// the last edge set to `last`, and the step == 0 branch for underflowing ranges).
-TBF_HD double uniform_edge(double first, double last, int64_t n, int64_t i) {
-  if (i == n) return last;
-  double delta = last - first;
-  double step = delta / (double)n;
-  if (step == 0.0) return ((double)i / (double)n) * delta + first;
-  return (double)i * step + first;
+// Bucket of finite x among `num_edges` increasing edges, or -1 if outside (NumPy rules:
+// [e_i, e_i+1), the last bin closed).
+TBF_HD int64_t edges_bucket(double x, const double* edges, int64_t num_edges, const EdgeKey* lookup) {
+  int64_t ub = edges_upper_bound(x, edges, lookup);
+  if (ub == 0) return -1;
+  if (ub == num_edges) return x == edges[num_edges - 1] ? num_edges - 2 : -1;
+  return ub - 1;
 }
+
+// numpy.linspace(first, last, n + 1)[i] is edge(i) below (numpy >= 1.20 formula:
+// i * step + first, the last edge set to `last`, and the step == 0 branch for ranges that
+// underflow). numpy's bins=int path buckets with ((x - first) / (last - first)) * n
+// truncated, then one fix-up step against those edges; so does bucket().
+// The same bucket rule with the per-range constants computed once.
+struct UniformBins {
+  double first, last, denom, step;
+  int64_t n;
+  TBF_HD UniformBins(double first_, double last_, int64_t n_)
+      : first(first_), last(last_), denom(last_ - first_), step((last_ - first_) / (double)n_), n(n_) {}
+  TBF_HD double edge(int64_t i) const {
+    if (i == n) return last;
+    if (step == 0.0) return ((double)i / (double)n) * denom + first;
+    return (double)i * step + first;
+  }
+  // Bucket of finite x, or -1 when outside [first, last] (numpy's uniform path).
+  TBF_HD int64_t bucket(double x) const {
+    if (!(x >= first && x <= last)) return -1;
+    int64_t idx = (int64_t)(((x - first) / denom) * (double)n);
+    if (idx == n) idx -= 1;
+    if (x < edge(idx)) idx -= 1;
+    if (idx != n - 1 && x >= edge(idx + 1)) idx += 1;
+    return idx;
+  }
+};
 
 // numpy's bins=int range rule: equal min/max are widened by 0.5 on each side.
 TBF_HD void auto_range(double mn, double mx, double* first, double* last) {
@@ -99,23 +132,13 @@ TBF_HD void auto_range(double mn, double mx, double* first, double* last) {
   *last = mx;
 }
 
-// Bucket of finite x among n equal bins over [first, last], or -1 (numpy's uniform path).
-TBF_HD int64_t uniform_bucket(double x, double first, double last, int64_t n) {
-  if (!(x >= first && x <= last)) return -1;
-  double f = ((x - first) / (last - first)) * (double)n;
-  int64_t idx = (int64_t)f;
-  if (idx == n) idx -= 1;
-  if (x < uniform_edge(first, last, n, idx)) idx -= 1;
-  if (idx != n - 1 && x >= uniform_edge(first, last, n, idx + 1)) idx += 1;
-  return idx;
-}
 
 // CPU entry points (csrc/cpu/histogram_cpu.cpp). Both return 0 or an error code.
 // histogram_stats: stats + nonfinite only. histogram_count: buckets, and stats +
 // nonfinite too when with_stats (one pass for kEdges/kUniform).
 int histogram_stats_cpu(const HistogramParams& p);
 int histogram_count_cpu(const HistogramParams& p, bool with_stats);
-// Fill lookup[kLookupSize + 1] for `num_edges` increasing finite edges.
-void build_edge_lookup(const double* edges, int64_t num_edges, int32_t* lookup);
+// Fill lookup[kLookupSize] for `num_edges` increasing finite edges.
+void build_edge_lookup(const double* edges, int64_t num_edges, EdgeKey* lookup);
 
 }  // namespace tbfast

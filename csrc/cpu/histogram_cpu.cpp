@@ -30,10 +30,13 @@ struct ChunkStats {
   int64_t nan, posinf, neginf;
 };
 
-// Per-thread scratch: bins plus the range touched since the last flush.
+// Per-thread scratch histogram with two extra "trash" slots: slot 0 takes values below
+// the first edge, slot num_bins + 1 values above the last, so the inner loop never
+// branches on the range. Bin b lives in slot b + 1. Each slot has two interleaved
+// counters (even and odd elements) so that runs of equal bins do not serialise on one
+// memory location.
 struct Scratch {
-  std::vector<int64_t> bins;
-  int64_t lo = std::numeric_limits<int64_t>::max(), hi = -1;
+  std::vector<int64_t> slots;
 };
 
 std::vector<Chunk> make_chunks(const HistogramParams& p) {
@@ -43,75 +46,82 @@ std::vector<Chunk> make_chunks(const HistogramParams& p) {
   return chunks;
 }
 
-// Statistics of the finite values of one chunk. Four independent accumulators per sum
-// keep the loop pipelined; their combination order is fixed.
+// Slot of finite v among the edges: upper_bound(edges, v), with v == last edge moved
+// into the last (closed) bin.
+struct EdgesSlot {
+  const double* edges;
+  const EdgeKey* lookup;
+  double last;
+  TBF_HD int64_t operator()(double v) const { return edges_upper_bound(v, edges, lookup) - (v == last); }
+};
+
+struct UniformSlot {
+  UniformBins bins;
+  TBF_HD int64_t operator()(double v) const { return bins.bucket(v) + 1; }
+};
+
+// Finite statistics of a chunk, branch-free: non-finite values are replaced by neutral
+// elements. Four independent accumulators per sum keep the loop pipelined; their
+// combination order is fixed, so results do not depend on threads.
 template <typename T>
 ChunkStats chunk_stats(const T* x, int64_t begin, int64_t end) {
-  double mn = std::numeric_limits<double>::infinity(), mx = -mn;
+  const double inf = std::numeric_limits<double>::infinity();
+  double mn[4] = {inf, inf, inf, inf}, mx[4] = {-inf, -inf, -inf, -inf};
   double s[4] = {0, 0, 0, 0}, q[4] = {0, 0, 0, 0};
   int64_t nan = 0, pinf = 0, ninf = 0;
+  auto one = [&](double v, int j) {
+    bool fin = is_finite(v);
+    double z = fin ? v : 0.0;
+    mn[j] = std::min(mn[j], fin ? v : inf);
+    mx[j] = std::max(mx[j], fin ? v : -inf);
+    s[j] += z;
+    q[j] += z * z;
+    nan += v != v;
+    pinf += v == inf;
+    ninf += v == -inf;
+  };
   int64_t i = begin;
   for (; i + 4 <= end; i += 4) {
-    for (int j = 0; j < 4; ++j) {
-      double v = Load<T>::get(x, i + j);
-      if (is_finite(v)) {
-        mn = v < mn ? v : mn;
-        mx = v > mx ? v : mx;
-        s[j] += v;
-        q[j] += v * v;
-      } else if (v != v) {
-        nan++;
-      } else if (v > 0) {
-        pinf++;
-      } else {
-        ninf++;
-      }
-    }
+    one(Load<T>::get(x, i), 0);
+    one(Load<T>::get(x, i + 1), 1);
+    one(Load<T>::get(x, i + 2), 2);
+    one(Load<T>::get(x, i + 3), 3);
   }
-  for (; i < end; ++i) {
-    double v = Load<T>::get(x, i);
-    if (is_finite(v)) {
-      mn = v < mn ? v : mn;
-      mx = v > mx ? v : mx;
-      s[0] += v;
-      q[0] += v * v;
-    } else if (v != v) {
-      nan++;
-    } else if (v > 0) {
-      pinf++;
-    } else {
-      ninf++;
-    }
-  }
-  return {mn, mx, (s[0] + s[1]) + (s[2] + s[3]), (q[0] + q[1]) + (q[2] + q[3]), nan, pinf, ninf};
+  for (; i < end; ++i) one(Load<T>::get(x, i), 0);
+  return {std::min(std::min(mn[0], mn[1]), std::min(mn[2], mn[3])),
+          std::max(std::max(mx[0], mx[1]), std::max(mx[2], mx[3])),
+          (s[0] + s[1]) + (s[2] + s[3]),
+          (q[0] + q[1]) + (q[2] + q[3]),
+          nan,
+          pinf,
+          ninf};
 }
 
-template <typename T, typename BucketFn>
-void chunk_count(const T* x, int64_t begin, int64_t end, Scratch& sc, BucketFn bucket) {
-  int64_t* bins = sc.bins.data();
-  int64_t lo = sc.lo, hi = sc.hi;
-  for (int64_t i = begin; i < end; ++i) {
-    double v = Load<T>::get(x, i);
-    if (!is_finite(v)) continue;
-    int64_t b = bucket(v);
-    if (b < 0) continue;
-    bins[b]++;
-    lo = b < lo ? b : lo;
-    hi = b > hi ? b : hi;
+// Bucket counts of a chunk's finite values into the scratch slots (two interleaved
+// counters per slot, see Scratch).
+template <typename T, typename SlotFn>
+void chunk_count(const T* x, int64_t begin, int64_t end, int64_t* slots, SlotFn slot) {
+  int64_t i = begin;
+  for (; i + 2 <= end; i += 2) {
+    double v0 = Load<T>::get(x, i), v1 = Load<T>::get(x, i + 1);
+    if (__builtin_expect(is_finite(v0), 1)) slots[2 * slot(v0)]++;
+    if (__builtin_expect(is_finite(v1), 1)) slots[2 * slot(v1) + 1]++;
   }
-  sc.lo = lo;
-  sc.hi = hi;
+  if (i < end) {
+    double v = Load<T>::get(x, i);
+    if (is_finite(v)) slots[2 * slot(v)]++;
+  }
 }
 
-void flush(Scratch& sc, int64_t* row) {
-  for (int64_t b = sc.lo; b <= sc.hi; ++b) {
-    if (sc.bins[b]) {
-      __atomic_fetch_add(&row[b], sc.bins[b], __ATOMIC_RELAXED);
-      sc.bins[b] = 0;
+void flush(Scratch& sc, int64_t* row, int64_t num_bins) {
+  int64_t* slots = sc.slots.data() + 2;  // skip slot 0
+  for (int64_t b = 0; b < num_bins; ++b) {
+    int64_t c = slots[2 * b] + slots[2 * b + 1];
+    if (c) {
+      __atomic_fetch_add(&row[b], c, __ATOMIC_RELAXED);
+      slots[2 * b] = slots[2 * b + 1] = 0;
     }
   }
-  sc.lo = std::numeric_limits<int64_t>::max();
-  sc.hi = -1;
 }
 
 void reduce_stats(const HistogramParams& p, const std::vector<Chunk>& chunks, const std::vector<ChunkStats>& cs) {
@@ -141,12 +151,9 @@ void run_chunk(const HistogramParams& p, const Chunk& c, Scratch& sc, bool with_
   const T* x = reinterpret_cast<const T*>(p.data[c.tensor]);
   if (with_stats) *out = chunk_stats<T>(x, c.begin, c.end);
   if (p.counts == nullptr) return;
-  int64_t* row = p.counts + c.tensor * p.num_bins;
+  int64_t* slots = sc.slots.data();
   if (p.mode == kEdges) {
-    const double* edges = p.edges;
-    const int32_t* lookup = p.lookup;
-    int64_t ne = p.num_bins + 1;
-    chunk_count<T>(x, c.begin, c.end, sc, [=](double v) { return edges_bucket(v, edges, ne, lookup); });
+    chunk_count(x, c.begin, c.end, slots, EdgesSlot{p.edges, p.lookup, p.edges[p.num_bins]});
   } else {
     double first, last;
     if (p.mode == kUniformAuto) {
@@ -156,27 +163,28 @@ void run_chunk(const HistogramParams& p, const Chunk& c, Scratch& sc, bool with_
       first = p.ranges[2 * c.tensor];
       last = p.ranges[2 * c.tensor + 1];
     }
-    int64_t n = p.num_bins;
-    chunk_count<T>(x, c.begin, c.end, sc, [=](double v) { return uniform_bucket(v, first, last, n); });
+    chunk_count(x, c.begin, c.end, slots, UniformSlot{UniformBins(first, last, p.num_bins)});
   }
-  flush(sc, row);
+  flush(sc, p.counts + c.tensor * p.num_bins, p.num_bins);
 }
 
 int run(const HistogramParams& p, bool with_stats, bool with_counts) {
   for (int64_t t = 0; t < p.num_tensors; ++t)
     if (p.dtypes[t] < 0 || p.dtypes[t] >= kNumDTypes) return 1;
+  if (with_counts && p.mode == kUniformAuto && with_stats) return 2;  // needs the stats first
   std::vector<Chunk> chunks = make_chunks(p);
   std::vector<ChunkStats> cs(with_stats ? chunks.size() : 0);
   int nt = std::max(1, (int)p.num_threads);
   std::vector<Scratch> scratch(nt);
   if (with_counts)
-    for (auto& s : scratch) s.bins.assign(p.num_bins, 0);
+    for (auto& s : scratch) s.slots.assign(2 * (p.num_bins + 2), 0);
   HistogramParams q = p;
   if (!with_counts) q.counts = nullptr;
   parallel_items((int64_t)chunks.size(), nt, [&](int64_t i, int tid) {
     const Chunk& c = chunks[i];
     ChunkStats* out = with_stats ? &cs[i] : nullptr;
-    TBF_DTYPE_SWITCH(q.dtypes[c.tensor], scalar_t, run_chunk<scalar_t>(q, c, scratch[tid], with_stats, out));
+    TBF_DTYPE_SWITCH(q.dtypes[c.tensor], scalar_t,
+                     run_chunk<scalar_t>(q, c, scratch[tid], with_stats, out));
   });
   if (with_stats) reduce_stats(p, chunks, cs);
   return 0;
@@ -184,12 +192,15 @@ int run(const HistogramParams& p, bool with_stats, bool with_counts) {
 
 }  // namespace
 
-void build_edge_lookup(const double* edges, int64_t num_edges, int32_t* lookup) {
-  // lookup[k] = number of edges whose key is < k, i.e. edges below sub-interval k.
+void build_edge_lookup(const double* edges, int64_t num_edges, EdgeKey* lookup) {
   int64_t e = 0;
-  for (int64_t k = 0; k <= kLookupSize; ++k) {
+  for (int64_t k = 0; k < kLookupSize; ++k) {
     while (e < num_edges && lookup_key(edges[e]) < k) ++e;
-    lookup[k] = (int32_t)e;
+    int64_t f = e;
+    while (f < num_edges && lookup_key(edges[f]) == k) ++f;
+    lookup[k].base = (int32_t)e;
+    lookup[k].count = (int32_t)(f - e);
+    lookup[k].edge = f > e ? edges[e] : std::numeric_limits<double>::infinity();
   }
 }
 

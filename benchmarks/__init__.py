@@ -1,0 +1,1 @@
+"""tbfast benchmark harness: ``python -m benchmarks [quick|full] [--only SUITES]``."""
