@@ -1,0 +1,132 @@
+"""Histogram summaries: pure packers (result -> protobuf) and the writer methods.
+
+The proto is torch's (spec 1.3 steps 4-7): buckets trimmed to the first..last non-empty
+bucket, preceded by one empty bucket whose limit is the left edge of the first non-empty
+one; interior empty buckets kept. No summary metadata, like torch.
+
+Non-finite values: NaN and +-Inf are never bucketed and never fail. Their counts are
+written as scalars beside the histogram, ``<tag>/nan_count``, ``<tag>/posinf_count`` and
+``<tag>/neginf_count``, at every step where one is non-zero and, once a tag has had
+any, at every later step of that tag (so the series shows when they go away).
+"""
+
+import threading
+
+import numpy as np
+
+from . import histogram as _histogram
+from .proto import HistogramProto, Summary
+
+NONFINITE_SUFFIXES = ("nan_count", "posinf_count", "neginf_count")
+
+
+def histogram_proto(counts, limits, min, max, num, sum, sum_squares):
+    """HistogramProto from full bucket counts [B] and limits [B + 1] (host arrays) and
+    the statistics, trimmed exactly like torch's make_histogram. With no bucketed value
+    (no finite value, or all beyond the outer edges) it writes one empty bucket instead
+    of raising like torch."""
+    counts = np.asarray(counts)
+    limits = np.asarray(limits, dtype=np.float64)
+    nonzero = np.flatnonzero(counts)
+    if nonzero.size == 0:
+        bucket, bucket_limit = [0.0], [float(max)]
+    else:
+        start, end = int(nonzero[0]), int(nonzero[-1]) + 1
+        if start > 0:
+            bucket = counts[start - 1:end]
+        else:
+            bucket = np.concatenate([[0], counts[:end]])
+        bucket_limit = limits[start:end + 1]
+        bucket, bucket_limit = bucket.tolist(), bucket_limit.tolist()
+    return HistogramProto(min=min, max=max, num=num, sum=sum, sum_squares=sum_squares,
+                          bucket_limit=bucket_limit, bucket=bucket)
+
+
+def histogram_result_proto(result):
+    """HistogramProto of a :class:`tbfast.histogram.HistogramResult` (copies its small
+    arrays to the host)."""
+    counts, limits = result.numpy()
+    return histogram_proto(counts, limits, result.min, result.max, result.num, result.sum, result.sum_squares)
+
+
+def histogram_summary(tag, result):
+    """Summary with one histogram value under ``tag``."""
+    return Summary(value=[Summary.Value(tag=tag, histo=histogram_result_proto(result))])
+
+
+def nonfinite_summary(tag, counts):
+    """Summary of three scalars ``<tag>/nan_count`` etc. from counts (nan, +inf, -inf)."""
+    return Summary(value=[Summary.Value(tag=f"{tag}/{suffix}", simple_value=float(c))
+                          for suffix, c in zip(NONFINITE_SUFFIXES, counts)])
+
+
+def histogram_raw_summary(tag, min, max, num, sum, sum_squares, bucket_limits, bucket_counts):
+    """torch's histogram_raw: the proto field by field, no validation beyond lengths."""
+    if len(bucket_limits) != len(bucket_counts):
+        raise ValueError("len(bucket_limits) != len(bucket_counts), see the document.")
+    hist = HistogramProto(min=min, max=max, num=num, sum=sum, sum_squares=sum_squares,
+                          bucket_limit=list(bucket_limits), bucket=list(bucket_counts))
+    return Summary(value=[Summary.Value(tag=tag, histo=hist)])
+
+
+class HistogramLogging:
+    """Writer methods for histograms. The host class provides ``_write_summary``."""
+
+    ACCELERATED = ("add_histogram", "add_histogram_raw")
+
+    def _nonfinite_tags(self):
+        state = self.__dict__.get("_tbfast_nonfinite_tags")
+        if state is None:
+            state = self.__dict__.setdefault("_tbfast_nonfinite_tags", (set(), threading.Lock()))
+        return state
+
+    def _write_histogram(self, tag, result, global_step, walltime):
+        self._write_summary(histogram_summary(tag, result), global_step, walltime)
+        counts = result.nonfinite.tolist()
+        seen, lock = self._nonfinite_tags()
+        with lock:
+            write = any(counts) or tag in seen
+            if any(counts):
+                seen.add(tag)
+        if write:
+            self._write_summary(nonfinite_summary(tag, counts), global_step, walltime)
+
+    def add_histogram(self, tag, values, global_step=None, bins="tensorflow", walltime=None, max_bins=None):
+        """torch's ``add_histogram``, computed by tbfast (see :func:`tbfast.histogram`).
+
+        values: torch tensor (CPU or CUDA, any dtype tbfast takes), NumPy array or
+        sequence. NaN/Inf are counted and written as ``<tag>/nan_count`` etc., never
+        fatal. Raises ValueError naming the tag for an empty tensor or invalid bins.
+        """
+        try:
+            result = _histogram.histogram(values, bins=bins, max_bins=max_bins)
+        except ValueError as exc:
+            raise ValueError(f"add_histogram({tag!r}): {exc}") from None
+        self._write_histogram(tag, result, global_step, walltime)
+
+    def add_histogram_raw(self, tag, min, max, num, sum, sum_squares, bucket_limits, bucket_counts,
+                          global_step=None, walltime=None):
+        """torch's ``add_histogram_raw``: writes precomputed statistics as given."""
+        self._write_summary(histogram_raw_summary(tag, min, max, num, sum, sum_squares, bucket_limits,
+                                                  bucket_counts), global_step, walltime)
+
+    def add_histograms(self, named_tensors, global_step=None, walltime=None, bins="tensorflow", max_bins=None):
+        """Histograms of many tensors in one native call per device; one histogram per
+        name (the tag). named_tensors: mapping or iterable of (tag, tensor)."""
+        results = _histogram.histograms(named_tensors, bins=bins, max_bins=max_bins)
+        for tag, result in results.items():
+            self._write_histogram(tag, result, global_step, walltime)
+
+    def add_module_histograms(self, module, global_step=None, walltime=None, parameters=True, gradients=True,
+                              prefix="", bins="tensorflow", max_bins=None):
+        """Histograms of every parameter (tag ``<prefix>parameters/<name>``) and every
+        existing gradient (``<prefix>gradients/<name>``) of a ``torch.nn.Module``, all in
+        one call per device. Parameters without a gradient are skipped."""
+        named = []
+        for name, p in module.named_parameters():
+            if parameters:
+                named.append((f"{prefix}parameters/{name}", p))
+            if gradients and p.grad is not None:
+                named.append((f"{prefix}gradients/{name}", p.grad))
+        if named:
+            self.add_histograms(named, global_step, walltime, bins=bins, max_bins=max_bins)
