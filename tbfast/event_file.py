@@ -1,0 +1,314 @@
+"""tbfast's own TensorBoard event-file writer and reader (spec section 5).
+
+Files are TFRecord streams of serialised ``Event`` protos, named and started the way
+TensorBoard's ``EventFileWriter`` does it, so TensorBoard (Python or Rust reader) loads
+them; neither tensorboard nor TensorFlow is needed to write them.
+
+Callers serialise and frame on their own thread and queue the framed bytes; one daemon
+thread per writer appends them to the file. Nothing accepted is lost: ``close()``, the
+writer being garbage-collected, and interpreter exit (an atexit hook) all drain the
+queue and flush.
+"""
+
+import atexit
+import itertools
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+import weakref
+
+from .crc32c import masked_crc32c
+from .proto import Event, SourceMetadata
+
+__all__ = ["EventFileWriter", "WriterClosedError", "CorruptRecordError", "frame_record", "read_records", "read_events"]
+
+FILE_VERSION = "brain.Event:2"
+WRITER_NAME = "tbfast"
+
+_uid = itertools.count()  # process-global, like TensorBoard's _global_uid
+_uid_lock = threading.Lock()
+_live = weakref.WeakSet()  # running _Workers; atexit drains them
+
+
+class WriterClosedError(RuntimeError):
+    """An EventFileWriter was used after close()."""
+
+
+class CorruptRecordError(ValueError):
+    """A TFRecord's length or data CRC does not match (the file is damaged)."""
+
+
+def frame_record(data):
+    """TFRecord framing of ``data`` (bytes-like): uint64 LE length, masked CRC-32C of
+    those 8 bytes, the data, masked CRC-32C of the data. Returns bytes (len + 16).
+    Raises TypeError for data that is not bytes-like."""
+    if not isinstance(data, bytes):
+        data = memoryview(data).tobytes()
+    header = struct.pack("<Q", len(data))
+    return b"".join((header, struct.pack("<I", masked_crc32c(header)), data, struct.pack("<I", masked_crc32c(data))))
+
+
+class _Worker:
+    """Queue, file and background thread of one writer. The thread holds the only strong
+    reference besides the facade, so the worker stays in ``_live`` until it has drained."""
+
+    def __init__(self, f, max_queue, flush_secs):
+        self._file = f
+        self._max_queue = max_queue
+        self._flush_secs = flush_secs
+        self._pid = os.getpid()
+        lock = threading.Lock()
+        self._work = threading.Condition(lock)  # worker waits: data, flush request, close
+        self._space = threading.Condition(lock)  # producers wait: queue below max_queue
+        self._progress = threading.Condition(lock)  # flush()/close() wait: records flushed
+        self._pending = []
+        self._accepted = 0  # records ever queued
+        self._flushed = 0  # records known written and flushed (or dropped after an error)
+        self._flush_target = 0
+        self._closing = False
+        self._done = False
+        self._error = None
+        self._thread = threading.Thread(target=self._run, name="tbfast-event-writer", daemon=True)
+        self._thread.start()
+        _live.add(self)
+
+    # --- caller side ---------------------------------------------------------------
+
+    def _check_usable(self):
+        # Called with the lock held.
+        if self._pid != os.getpid():
+            raise RuntimeError("EventFileWriter was created in another process (before fork); create a new one here")
+        if self._error is not None:
+            raise self._error
+        if self._closing:
+            raise WriterClosedError("EventFileWriter is closed; create a new writer to log more events")
+
+    def put(self, framed):
+        with self._space:
+            self._check_usable()
+            while self._max_queue and len(self._pending) >= self._max_queue:
+                self._space.wait()
+                self._check_usable()
+            self._pending.append(framed)
+            self._accepted += 1
+            self._work.notify()
+
+    def flush(self):
+        with self._progress:
+            if self._pid != os.getpid() or self._done:
+                return
+            if self._error is not None:
+                raise self._error
+            target = self._accepted
+            self._flush_target = max(self._flush_target, target)
+            self._work.notify()
+            while self._flushed < target and self._error is None:
+                self._progress.wait()
+            if self._error is not None:
+                raise self._error
+
+    def close(self, wait=True):
+        """Stops accepting records; with ``wait`` drains, flushes, closes the file and
+        re-raises a background I/O error (once)."""
+        if self._pid != os.getpid():
+            return
+        with self._work:
+            first = not self._closing
+            self._closing = True
+            self._work.notify()
+            self._space.notify_all()  # blocked producers see the close and raise
+        if not wait or threading.current_thread() is self._thread:
+            return
+        self._thread.join()
+        if first and self._error is not None:
+            raise self._error
+
+    # --- background thread -----------------------------------------------------------
+
+    def _next_batch(self, unflushed, next_flush):
+        """Waits for work; returns (records, accepted count, flush requested, closing)."""
+        with self._work:
+            while not (self._pending or self._closing or self._flush_target > self._flushed):
+                timeout = next_flush - time.monotonic() if unflushed else None
+                if timeout is not None and timeout <= 0:
+                    break
+                self._work.wait(timeout)
+            batch, self._pending = self._pending, []
+            self._space.notify_all()
+            want_flush = self._closing or self._flush_target > self._flushed
+            return batch, self._accepted, want_flush, self._closing
+
+    def _run(self):
+        next_flush = 0.0  # the first data is flushed at once
+        unflushed = False
+        while True:
+            batch, count, want_flush, closing = self._next_batch(unflushed, next_flush)
+            if self._error is None:
+                try:
+                    if batch:
+                        self._file.write(b"".join(batch))
+                        unflushed = True
+                    now = time.monotonic()
+                    if unflushed and (want_flush or now >= next_flush):
+                        self._file.flush()
+                        unflushed = False
+                        next_flush = now + self._flush_secs
+                except Exception as exc:  # reported to the next caller
+                    self._error = exc
+            with self._progress:
+                if not unflushed or self._error is not None:
+                    self._flushed = count
+                self._progress.notify_all()
+                self._space.notify_all()  # producers blocked on a full queue see an error
+            if closing:
+                break
+        try:
+            self._file.close()
+        except Exception as exc:
+            if self._error is None:
+                self._error = exc
+        with self._progress:
+            self._done = True
+            self._flushed = self._accepted
+            self._progress.notify_all()
+
+
+class EventFileWriter:
+    """Writes TensorBoard event files from any number of threads.
+
+    ``EventFileWriter(logdir, max_queue=10, flush_secs=120, filename_suffix="")`` creates
+    ``logdir`` and ``events.out.tfevents.<time %010d>.<hostname>.<pid>.<uid><suffix>``
+    in it, and writes the first record (``file_version="brain.Event:2"``,
+    ``source_metadata.writer="tbfast"``) flushed at once. ``max_queue`` bounds the
+    records waiting for the background thread (0: unbounded); producers block when it is
+    full. Data reaches the file at once the first time, then at most every
+    ``flush_secs`` seconds, or on :meth:`flush` / :meth:`close`.
+
+    Raises ValueError for bad arguments and OSError when the directory or file cannot be
+    created. After a background I/O error, the next add/flush/close raises it.
+    """
+
+    def __init__(self, logdir, max_queue=10, flush_secs=120, filename_suffix=""):
+        logdir = os.fspath(logdir)
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 0:
+            raise ValueError(f"max_queue must be an int >= 0, got {max_queue!r}")
+        if isinstance(flush_secs, bool) or not isinstance(flush_secs, (int, float)) or not flush_secs > 0:
+            raise ValueError(f"flush_secs must be a number > 0, got {flush_secs!r}")
+        if not isinstance(filename_suffix, str) or os.sep in filename_suffix:
+            raise ValueError(f"filename_suffix must be a str without {os.sep!r}, got {filename_suffix!r}")
+        os.makedirs(logdir, exist_ok=True)
+        with _uid_lock:
+            uid = next(_uid)
+        name = "events.out.tfevents.%010d.%s.%s.%s" % (time.time(), socket.gethostname(), os.getpid(), uid)
+        self._logdir = logdir
+        self.path = os.path.join(logdir, name) + filename_suffix
+        f = open(self.path, "xb")
+        try:
+            first = Event(wall_time=time.time(), file_version=FILE_VERSION,
+                          source_metadata=SourceMetadata(writer=WRITER_NAME))
+            f.write(frame_record(first.SerializeToString()))
+            f.flush()
+        except BaseException:
+            f.close()
+            raise
+        self._worker = _Worker(f, max_queue, flush_secs)
+
+    def get_logdir(self):
+        """The directory this writer writes into (str)."""
+        return self._logdir
+
+    def add_event(self, event):
+        """Queues ``event`` (a :class:`tbfast.proto.Event`), serialised on this thread.
+
+        Raises TypeError for other types, ValueError for a NaN ``wall_time`` (TensorBoard
+        drops such events), WriterClosedError after close(), or a background I/O error.
+        """
+        if not isinstance(event, Event):
+            raise TypeError(
+                f"add_event expects tbfast.proto.Event, got {type(event).__module__}.{type(event).__qualname__}; "
+                "for another Event class use add_record(event.SerializeToString())"
+            )
+        if event.wall_time != event.wall_time:
+            raise ValueError("Event.wall_time is NaN; TensorBoard rejects such events")
+        self._worker.put(frame_record(event.SerializeToString()))
+
+    def add_record(self, data):
+        """Queues one already-serialised record (bytes-like, usually an Event).
+
+        Raises TypeError for non-bytes-like data, WriterClosedError after close(), or a
+        background I/O error.
+        """
+        self._worker.put(frame_record(data))
+
+    def flush(self):
+        """Blocks until every record queued so far is written and flushed to the OS.
+        No-op after close(); raises a background I/O error if one happened."""
+        self._worker.flush()
+
+    def close(self):
+        """Writes and flushes everything queued, closes the file, stops the thread.
+        Idempotent; the first call re-raises a background I/O error if one happened."""
+        self._worker.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        # Dropped without close(): let the thread drain in the background; atexit waits.
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            worker.close(wait=False)
+
+
+@atexit.register
+def _close_live_writers():
+    for worker in list(_live):
+        try:
+            worker.close()
+        except Exception as exc:  # nobody left to raise to
+            print(f"tbfast: event writer failed at exit: {exc!r}", file=sys.stderr)
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def read_records(path):
+    """Yields the data (bytes) of each TFRecord in the file at ``path``, CRCs checked.
+
+    Stops cleanly at a truncated last record (a file still being written). Raises
+    CorruptRecordError, after yielding every earlier record, at a CRC mismatch; OSError
+    if the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        offset = 0
+        while True:
+            header = f.read(12)
+            if len(header) < 12:
+                return
+            (length,) = struct.unpack("<Q", header[:8])
+            (length_crc,) = struct.unpack("<I", header[8:])
+            if masked_crc32c(header[:8]) != length_crc:
+                raise CorruptRecordError(f"{path}: bad length CRC in the record at byte {offset}")
+            body = f.read(length + 4)
+            if len(body) < length + 4:
+                return
+            data = body[:length]
+            (data_crc,) = struct.unpack("<I", body[length:])
+            if masked_crc32c(data) != data_crc:
+                raise CorruptRecordError(f"{path}: bad data CRC in the record at byte {offset}")
+            yield data
+            offset += 16 + length
+
+
+def read_events(path):
+    """Yields each record of ``path`` parsed as a :class:`tbfast.proto.Event`; see
+    :func:`read_records` for truncation and errors (a record that is not an Event raises
+    google.protobuf.message.DecodeError)."""
+    for data in read_records(path):
+        yield Event.FromString(data)
