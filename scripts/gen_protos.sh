@@ -22,7 +22,7 @@ if [ -z "$tools" ]; then
   trap 'rm -rf "$tools"' EXIT
 fi
 if ! PYTHONPATH=$tools "$PY" -c "import grpc_tools" 2>/dev/null; then
-  "$PY" -m pip install -q --target "$tools" "grpcio-tools==$TOOLS_VERSION"
+  "$PY" -m pip install -q --no-warn-conflicts --target "$tools" "grpcio-tools==$TOOLS_VERSION"
 fi
 
 protoc() { PYTHONPATH=$tools "$PY" -m grpc_tools.protoc "$@"; }

@@ -28,7 +28,7 @@ PROTOBUF4 = ROOT / ".ci" / "protobuf4"
 def _tensor():
     return proto.TensorProto(
         dtype=proto.DT_DOUBLE,
-        tensor_shape=proto.TensorShapeProto(dim=[proto.TensorShapeProto.Dim(size=2), proto.TensorShapeProto.Dim(size=3)]),
+        tensor_shape=proto.TensorShapeProto(dim=[proto.TensorShapeProto.Dim(size=s) for s in (2, 3)]),
         version_number=0,
         double_val=[0.5, -1.0, 2.0, 1e300, -0.0, 7.0],
         tensor_content=b"\x00\x01\x02",
