@@ -22,6 +22,8 @@ import numpy as np
 
 from . import _dtypes, _native, _tensor, backends
 
+__all__ = ["pr_curve", "PRCurve", "PRCurveAccumulator", "PRCurveValueError"]
+
 MAX_THRESHOLDS = 1 << 24  # float32 products cannot resolve more thresholds
 _MINIMUM_COUNT = 1e-7  # torch / TensorBoard: precision = tp / max(1e-7, tp + fp)
 BLOCK_ROWS = 1 << 16  # csrc/pr_curve.h kPRBlockRows
