@@ -213,7 +213,7 @@ def _reference_impl(flats, spec):
         nonfinite[t, 1] = (x == math.inf).sum()
         nonfinite[t, 2] = (x == -math.inf).sum()
         if spec.mode == EDGES:
-            edges = torch.as_tensor(spec.edges, device=dev)
+            edges = torch.tensor(spec.edges, device=dev)
             ub = torch.searchsorted(edges, xf, right=True)
             slot = ub - (xf == edges[-1]).long()  # last bin is closed
         else:

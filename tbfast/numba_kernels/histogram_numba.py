@@ -30,9 +30,10 @@ def prepare(arr, code):
 def _lut16(kind):
     """float64 value of every 16-bit pattern (float16 or bfloat16), via NumPy."""
     bits = np.arange(1 << 16, dtype=np.uint32)
-    if kind == HALF_BITS:
-        return bits.astype(np.uint16).view(np.float16).astype(np.float64)
-    return (bits << 16).view(np.float32).astype(np.float64)
+    with np.errstate(invalid="ignore"):  # NaN patterns convert to NaN, as they should
+        if kind == HALF_BITS:
+            return bits.astype(np.uint16).view(np.float16).astype(np.float64)
+        return (bits << 16).view(np.float32).astype(np.float64)
 
 
 _LUTS = {}

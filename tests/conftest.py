@@ -1,0 +1,46 @@
+"""Shared test fixtures. No test module touches a GPU at import; GPU tests skip per test."""
+
+import glob
+import os
+
+import pytest
+
+BACKENDS = ("native", "numba", "reference")
+
+
+def require_backend(op, name, device="cpu"):
+    """Skip only where the build was explicitly made without native code
+    (TBFAST_NATIVE=off); anywhere else an unavailable backend is a failure."""
+    from tbfast import backends
+
+    why = backends.why_unavailable(name, device)
+    if why is None:
+        return
+    if device != "cpu" or (name == "native" and os.environ.get("TBFAST_NATIVE", "").lower() == "off"):
+        pytest.skip(f"{name} on {device}: {why}")
+    pytest.fail(f"backend {name} unavailable on {device}: {why}")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+def event_values(logdir):
+    """[(step, Summary.Value)] from every event file under logdir, read with
+    TensorBoard's own loader (tensorboard's proto classes)."""
+    from tensorboard.backend.event_processing import event_file_loader
+
+    out = []
+    for path in sorted(glob.glob(os.path.join(str(logdir), "**", "*tfevents*"), recursive=True)):
+        for event in event_file_loader.EventFileLoader(path).Load():
+            if event.HasField("summary"):
+                out.extend((event.step, v) for v in event.summary.value)
+    return out
+
+
+def values_by_tag(logdir):
+    out = {}
+    for step, v in event_values(logdir):
+        out.setdefault(v.tag, []).append((step, v))
+    return out

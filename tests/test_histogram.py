@@ -1,0 +1,342 @@
+"""The histogram op on every backend, dtype, bins mode, layout and odd shape, against
+np.histogram on float64 (what torch runs) and a naive bisect oracle."""
+
+import importlib
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tbfast
+from tbfast import _tensor, backends
+H = importlib.import_module("tbfast.histogram")  # the module; tbfast.histogram is the function
+
+from conftest import require_backend
+from oracle_histogram import counts_edges, stats, tensorflow_edges
+
+TORCH_DTYPES = [torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16,
+                torch.bfloat16, torch.float32, torch.float64, torch.uint16, torch.uint32, torch.uint64]
+
+
+def as_float64(t):
+    """Exactly the values a tensor holds, as float64 NumPy (torch's path, minus its
+    lossy bf16->fp16 cast)."""
+    if t.dtype in (torch.uint16, torch.uint32, torch.uint64):
+        return t.numpy().astype(np.float64)
+    return t.double().numpy()
+
+
+def sample(dtype, n, seed=0):
+    rng = np.random.default_rng(seed)
+    if dtype == torch.bool:
+        return torch.from_numpy(rng.integers(0, 2, n).astype(bool))
+    if dtype.is_floating_point:
+        x = rng.standard_normal(n) * rng.choice([1e-3, 1.0, 50.0], n)
+        return torch.from_numpy(x).to(dtype)
+    info = torch.iinfo(dtype)
+    lo, hi = max(info.min, -1000), min(info.max, 1000)
+    return torch.from_numpy(rng.integers(lo, hi, n, endpoint=True)).to(dtype)
+
+
+def check_stats(r, x64):
+    fin = x64[np.isfinite(x64)]
+    assert r.num == fin.size
+    if fin.size:
+        assert r.min == fin.min() and r.max == fin.max()
+    # float sums: a same-precision bound, n * eps * sum|terms| (exact when overflowing)
+    with np.errstate(over="ignore"):
+        for got, ref, mag in ((r.sum, fin.sum(), np.abs(fin).sum()),
+                              (r.sum_squares, fin.dot(fin), np.square(fin).sum())):
+            if not np.isfinite(ref):
+                assert got == ref
+            else:
+                assert abs(got - ref) <= 2.3e-16 * max(1, fin.size) * (mag + 1)
+    assert (r.nan_count, r.posinf_count, r.neginf_count) == (
+        int(np.isnan(x64).sum()), int((x64 == np.inf).sum()), int((x64 == -np.inf).sum()))
+
+
+def expected(x64, bins):
+    fin = x64[np.isfinite(x64)]
+    if bins == "tensorflow":
+        bins = H.default_edges()
+    return np.histogram(fin, bins=bins)
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES, ids=str)
+@pytest.mark.parametrize("bins", ["tensorflow", 17, [-3.0, -1.0, 0.0, 0.0, 2.5, 100.0], "sturges"],
+                         ids=["tf", "int", "edges", "estimator"])
+def test_every_dtype_and_bins_mode(backend, dtype, bins):
+    require_backend("histogram", backend)
+    t = sample(dtype, 3001)
+    r = tbfast.histogram(t, bins=bins, backend=backend)
+    x64 = as_float64(t)
+    counts, limits = expected(x64, bins)
+    got_c, got_l = r.numpy()
+    np.testing.assert_array_equal(got_c, counts)
+    np.testing.assert_array_equal(got_l, limits)
+    assert got_c.dtype == np.int64 and got_l.dtype == np.float64
+    check_stats(r, x64)
+    assert r.backend == backend
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 65535, 65536, 65537, 200003])
+def test_odd_sizes_and_chunk_boundaries(backend, n):
+    require_backend("histogram", backend)
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    for bins in ("tensorflow", 10):
+        r = tbfast.histogram(x, bins=bins, backend=backend)
+        counts, limits = expected(x.astype(np.float64), bins)
+        np.testing.assert_array_equal(r.numpy()[0], counts)
+        np.testing.assert_array_equal(r.numpy()[1], limits)
+        check_stats(r, x.astype(np.float64))
+
+
+def test_values_on_edges_signed_zero_subnormals_and_beyond(backend):
+    require_backend("histogram", backend)
+    edges = np.array(tensorflow_edges())
+    special = [0.0, -0.0, 5e-324, -5e-324, 2.2e-308, 1e-12, -1e-12, 1e-13, -1e-13, edges[-1], edges[0],
+               np.nextafter(edges[-1], np.inf), np.nextafter(edges[0], -np.inf), 1e20, -1e20, 1e300, -1e300]
+    x = np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf), special])
+    r = tbfast.histogram(x, backend=backend)
+    np.testing.assert_array_equal(r.numpy()[0], counts_edges(x, edges.tolist()))
+    check_stats(r, x)
+    assert r.num == x.size  # beyond the outer edges: in num and the stats, in no bucket
+    assert r.numpy()[0].sum() == x.size - 8  # 6 specials + nextafter of both outer edges
+
+
+def test_float32_values_on_edges(backend):
+    require_backend("histogram", backend)
+    # float32 neighbours of each default edge: the double comparison must be exact.
+    e = H.default_edges()
+    x = np.concatenate([e.astype(np.float32), np.nextafter(e.astype(np.float32), np.float32(np.inf))])
+    x = x[np.isfinite(x)]
+    r = tbfast.histogram(x, backend=backend)
+    np.testing.assert_array_equal(r.numpy()[0], np.histogram(x.astype(np.float64), bins=e)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64], ids=str)
+def test_nonfinite_counted_never_fatal(backend, dtype):
+    require_backend("histogram", backend)
+    t = torch.tensor([1.0, float("nan"), 2.0, float("inf"), -float("inf"), float("nan"), -3.0], dtype=dtype)
+    r = tbfast.histogram(t, backend=backend)
+    assert (r.nan_count, r.posinf_count, r.neginf_count) == (2, 1, 1)
+    assert (r.min, r.max, r.sum, r.sum_squares, r.num) == (-3.0, 2.0, 0.0, 14.0, 3)
+    assert r.numpy()[0].sum() == 3
+    r = tbfast.histogram(t, bins=4, backend=backend)  # np.histogram would raise here
+    np.testing.assert_array_equal(r.numpy()[0], [1, 0, 0, 2])
+
+
+def test_no_finite_value(backend):
+    require_backend("histogram", backend)
+    r = tbfast.histogram(np.array([np.nan, np.inf]), backend=backend)
+    assert r.num == 0 and r.numpy()[0].sum() == 0 and (r.min, r.max) == (0.0, 0.0)
+    r = tbfast.histogram(np.array([np.nan]), bins=3, backend=backend)
+    assert r.numpy()[0].tolist() == [0, 0, 0]
+
+
+def test_single_value_int_bins_widen_like_numpy(backend):
+    require_backend("histogram", backend)
+    r = tbfast.histogram(np.full(10, 7.0), bins=4, backend=backend)
+    c, l = np.histogram(np.full(10, 7.0), bins=4)
+    np.testing.assert_array_equal(r.numpy()[0], c)
+    np.testing.assert_array_equal(r.numpy()[1], l)
+
+
+@pytest.mark.parametrize("max_bins", [1, 3, 7, 100, 1547, 1548, 5000])
+def test_max_bins_merges_like_torch(backend, max_bins):
+    require_backend("histogram", backend)
+    from torch.utils.tensorboard.summary import make_histogram
+
+    x = np.random.default_rng(1).standard_normal(5000) * 10
+    r = tbfast.histogram(x, max_bins=max_bins, backend=backend)
+    counts, limits = np.histogram(x, bins=H.default_edges())
+    ref_c, ref_l = H.merge_max_bins(counts, limits, max_bins)
+    np.testing.assert_array_equal(r.numpy()[0], ref_c)
+    np.testing.assert_array_equal(r.numpy()[1], ref_l)
+    # and the trimmed proto equals torch's make_histogram
+    from tbfast.histogram_logging import histogram_result_proto
+
+    ours = histogram_result_proto(r)
+    theirs = make_histogram(x, H.default_edges(), max_bins)
+    assert list(ours.bucket) == list(theirs.bucket)
+    assert list(ours.bucket_limit) == list(theirs.bucket_limit)
+
+
+def test_max_bins_worked_example():
+    # spec 1.3: 10 bins with max_bins=3 -> 4 bins (padded), last limit the true last edge
+    c, l = H.merge_max_bins(np.arange(10), np.arange(11.0), 3)
+    assert c.tolist() == [3, 12, 21, 9] and l.tolist() == [0.0, 3.0, 6.0, 9.0, 10.0]
+    ct, lt = H.merge_max_bins(torch.arange(10), torch.arange(11.0), 3)
+    assert ct.tolist() == c.tolist() and lt.tolist() == l.tolist()
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "channels_last", "sliced", "expanded", "scalar"])
+def test_layouts(backend, layout):
+    require_backend("histogram", backend)
+    base = torch.randn(4, 6, 5, 7)
+    t = {
+        "contiguous": base,
+        "transposed": base.transpose(1, 3),
+        "channels_last": base.contiguous(memory_format=torch.channels_last),
+        "sliced": base[:, ::2, 1:, ::3],
+        "expanded": torch.randn(5, 1).expand(5, 9),
+        "scalar": torch.tensor(3.5),
+    }[layout]
+    r = tbfast.histogram(t, bins=9, backend=backend)
+    c, l = np.histogram(t.double().numpy(), bins=9)
+    np.testing.assert_array_equal(r.numpy()[0], c)
+    np.testing.assert_array_equal(r.numpy()[1], l)
+
+
+def test_dense_inputs_are_not_copied():
+    t = torch.randn(8, 9)
+    assert _tensor.flat(t).ptr == t.data_ptr()
+    tt = t.t()
+    f = _tensor.flat(tt)
+    assert f.ptr == t.data_ptr() and f.numel == 72  # permuted but dense: read in place
+    a = np.arange(24.0).reshape(4, 6)[:, ::-1]  # negative strides, dense
+    assert _tensor.flat(a).numel == 24
+    assert _tensor.flat(t[:, ::2]).ptr != t.data_ptr()  # gappy views are compacted
+
+
+def test_numpy_negative_strides_and_python_inputs(backend):
+    require_backend("histogram", backend)
+    a = np.random.default_rng(2).standard_normal((30, 40))[::-1, ::-2]
+    r = tbfast.histogram(a, bins=5, backend=backend)
+    np.testing.assert_array_equal(r.numpy()[0], np.histogram(a, bins=5)[0])
+    assert tbfast.histogram([1, 2, 3], backend=backend).num == 3
+    assert tbfast.histogram(2.5, backend=backend).num == 1
+
+
+def test_result_stays_torch_for_torch_input():
+    r = tbfast.histogram(torch.randn(100))
+    assert isinstance(r.counts, torch.Tensor) and isinstance(r.limits, torch.Tensor)
+    assert r.counts.dtype == torch.int64 and r.limits.dtype == torch.float64
+    r = tbfast.histogram(np.arange(10.0))
+    assert isinstance(r.counts, np.ndarray)
+
+
+def test_more_than_2_pow_24_in_one_bucket():
+    n = (1 << 24) + 7
+    r = tbfast.histogram(torch.zeros(n, dtype=torch.uint8), bins=2)
+    assert r.numpy()[0].tolist() == [0, n]
+    r = tbfast.histogram(torch.ones(n, dtype=torch.float32))
+    assert r.numpy()[0].max() == n and r.sum == n and r.sum_squares == n
+
+
+def test_many_tensors_one_native_call(monkeypatch):
+    require_backend("histogram", "native")
+    from tbfast import _native
+
+    mod, _ = _native.cpu()
+    calls = []
+    real = mod.histogram
+    monkeypatch.setattr(mod, "histogram", lambda *a: (calls.append(a[0]), real(*a))[1])
+    rng = np.random.default_rng(3)
+    named = {f"p{i}": torch.from_numpy(rng.standard_normal(int(rng.integers(1, 3000)))).to(
+        [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int32][i % 5]) for i in range(300)}
+    results = tbfast.histograms(named)
+    assert calls == [300]  # one call for all 300 tensors
+    assert list(results) == list(named)
+    for name, t in named.items():
+        single = tbfast.histogram(t)
+        np.testing.assert_array_equal(results[name].numpy()[0], single.numpy()[0])
+        assert results[name].sum == single.sum and results[name].num == t.numel()
+
+
+def test_histograms_matches_per_tensor_every_backend(backend):
+    require_backend("histogram", backend)
+    named = [("a", torch.randn(1000)), ("b", torch.arange(7)), ("c", torch.randn(3, 5).half())]
+    for bins in ("tensorflow", 6):
+        res = tbfast.histograms(named, bins=bins, backend=backend)
+        for name, t in named:
+            c, l = expected(as_float64(t), bins)
+            np.testing.assert_array_equal(res[name].numpy()[0], c)
+            np.testing.assert_array_equal(res[name].numpy()[1], l)
+
+
+def test_bad_input_errors():
+    with pytest.raises(ValueError, match="no elements"):
+        tbfast.histogram(torch.empty(0))
+    with pytest.raises(ValueError, match="'w2'.*no elements"):
+        tbfast.histograms({"w1": torch.ones(2), "w2": torch.empty(0, 3)})
+    with pytest.raises(ValueError, match="positive"):
+        tbfast.histogram([1.0], bins=0)
+    with pytest.raises(ValueError, match="monotonically"):
+        tbfast.histogram([1.0], bins=[0, 2, 1])
+    with pytest.raises(ValueError, match="NaN"):
+        tbfast.histogram([1.0], bins=[0, float("nan")])
+    with pytest.raises(ValueError, match="tensorflow"):
+        tbfast.histogram([1.0], bins="tensorflo")
+    with pytest.raises(ValueError, match="max_bins"):
+        tbfast.histogram([1.0], max_bins=0)
+    with pytest.raises(TypeError, match="dtype"):
+        tbfast.histogram(torch.ones(3, dtype=torch.complex64))
+    with pytest.raises(TypeError):
+        tbfast.histogram("abc")
+    with pytest.raises(ValueError, match="meta"):
+        tbfast.histogram(torch.ones(3, device="meta"))
+    with pytest.raises(ValueError, match="duplicate"):
+        tbfast.histograms([("a", torch.ones(1)), ("a", torch.ones(1))])
+
+
+def test_requires_grad_and_views_are_fine():
+    p = torch.nn.Parameter(torch.randn(50))
+    assert tbfast.histogram(p).num == 50
+    assert tbfast.histogram(torch.randn(10).neg()).num == 10
+
+
+def test_deterministic_across_thread_counts(monkeypatch):
+    x = np.random.default_rng(5).standard_normal(1_000_003) * 1e3
+    out = []
+    for n in ("1", "2", "3"):
+        monkeypatch.setenv("TBFAST_NUM_THREADS", n)
+        r = tbfast.histogram(x, backend="native")
+        out.append((r.sum, r.sum_squares, r.numpy()[0].tolist()))
+    assert out[0] == out[1] == out[2]
+
+
+def test_default_edges_equal_torch_writer_bins(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path)) as w:
+        torch_bins = w.default_bins
+    assert H.default_edges().tolist() == torch_bins
+    assert len(torch_bins) == 1549
+
+
+finite_floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(finite_floats, min_size=1, max_size=300),
+       st.sampled_from(["tensorflow", "edges", 1, 5]),
+       st.sampled_from(["native", "numba", "reference"]))
+def test_property_against_oracle(values, bins, backend):
+    x = np.array(values, dtype=np.float64)
+    if bins == "edges":
+        bins = [-1e10, -1.5, -1e-300, 0.0, 1e-300, 0.75, 3.0, 1e10]
+    r = tbfast.histogram(x, bins=bins, backend=backend)
+    edges = r.numpy()[1].tolist()
+    if bins == "tensorflow":
+        assert edges == tensorflow_edges()
+    assert r.numpy()[0].tolist() == counts_edges(x, edges)
+    s = stats(x)
+    assert r.num == s["num"] and (r.nan_count, r.posinf_count, r.neginf_count) == s["nonfinite"]
+    if s["num"]:
+        assert (r.min, r.max) == (s["min"], s["max"])
+        if math.isfinite(s["sum"]) and math.isfinite(s["sum_squares"]):
+            scale = sum(abs(v) for v in x if math.isfinite(v))
+            assert abs(r.sum - s["sum"]) <= 1e-12 * (scale + 1)
+
+
+def test_forced_backend_env(monkeypatch):
+    monkeypatch.setenv("TBFAST_BACKEND", "numba")
+    assert tbfast.histogram([1.0, 2.0]).backend == "numba"
+    monkeypatch.setenv("TBFAST_BACKEND", "bogus")
+    with pytest.raises(backends.BackendUnavailable, match="bogus"):
+        tbfast.histogram([1.0])
