@@ -7,8 +7,6 @@ tbfast's summaries are converted to the writer's own Summary class by serialisin
 protos are wire-compatible), so nothing mixes proto classes.
 """
 
-import functools
-
 from .histogram_logging import HistogramLogging
 from .image_logging import ImageLogging
 from .pr_curve_logging import PRCurveLogging
@@ -68,7 +66,6 @@ def accelerate(writer):
     sink = _ForeignSink(writer, _summary_class(writer))
     for cap in _CAPABILITIES:
         for name in cap.ACCELERATED:
-            method = getattr(sink, name)
-            setattr(writer, name, functools.wraps(method)(method))
+            setattr(writer, name, getattr(sink, name))  # bound to the sink, on this instance only
     writer._tbfast_sink = sink
     return writer

@@ -28,12 +28,15 @@ def backend(request):
 
 def event_values(logdir):
     """[(step, Summary.Value)] from every event file under logdir, read with
-    TensorBoard's own loader (tensorboard's proto classes)."""
+    TensorBoard's own record loader and Event class, values exactly as written.
+    (EventFileLoader would migrate legacy histo/simple_value fields into tensors.)"""
     from tensorboard.backend.event_processing import event_file_loader
+    from tensorboard.compat.proto import event_pb2
 
     out = []
     for path in sorted(glob.glob(os.path.join(str(logdir), "**", "*tfevents*"), recursive=True)):
-        for event in event_file_loader.EventFileLoader(path).Load():
+        for record in event_file_loader.RawEventFileLoader(path).Load():
+            event = event_pb2.Event.FromString(record)
             if event.HasField("summary"):
                 out.extend((event.step, v) for v in event.summary.value)
     return out
