@@ -96,8 +96,7 @@ class SummaryWriter(HistogramLogging, PRCurveLogging, ImageLogging):
         if new_style:
             from .proto import DT_DOUBLE, DT_FLOAT
 
-            tensor = TensorProto(dtype=DT_DOUBLE if double_precision else DT_FLOAT,
-                                 tensor_shape=TensorShapeProto())
+            tensor = TensorProto(dtype=DT_DOUBLE if double_precision else DT_FLOAT)
             (tensor.double_val if double_precision else tensor.float_val).append(value)
             meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="scalars"))
             summary = Summary(value=[Summary.Value(tag=tag, tensor=tensor, metadata=meta)])
