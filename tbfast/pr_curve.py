@@ -125,10 +125,10 @@ def _resolve_mode(mode, pshape, lshape, pnumel, lnumel):
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: expected one of {MODES}")
     if mode == "auto":
+        if len(pshape) == 2 and len(lshape) == 1 and lshape[0] == pshape[0] and pshape[1] != 1:
+            return "multiclass"
         if pnumel == lnumel:
             return "binary"
-        if len(pshape) == 2 and len(lshape) == 1 and lshape[0] == pshape[0]:
-            return "multiclass"
         raise ValueError(f"labels of shape {lshape} do not match predictions of shape {pshape}: expected equal "
                          f"element counts (binary), or predictions [N, C] with class indices [N] (multiclass)")
     return mode
@@ -401,10 +401,10 @@ def pr_curve(labels, predictions, num_thresholds=127, weights=None, *, mode="aut
     labels, predictions: torch tensors (CPU; CUDA in a later release), NumPy arrays or
     sequences, same device.
       * binary (``mode="binary"``, or ``"auto"`` when both have the same number of
-        elements, whatever the shapes, flattened row-major): predictions are
+        elements, whatever the shapes, flattened row-major, and it is not multiclass): predictions are
         probabilities in [0, 1], any float dtype (integer/bool as 0/1); labels bool,
         integer or float, each 0 or 1. Result data [6, T].
-      * ``"multiclass"`` (``"auto"`` picks it for predictions [N, C] and labels [N]):
+      * ``"multiclass"`` (``"auto"`` picks it for predictions [N, C], C > 1, and labels [N]):
         labels are class indices [N] (integer dtype) or one-hot [N, C]; one curve per
         class, one-vs-rest. Result data [C, 6, T].
       * ``"multilabel"``: predictions and labels [N, C], labels 0/1.
