@@ -1,0 +1,106 @@
+"""``python -m benchmarks [quick|full] [--only SUITES] [--logdir DIR] [--out DIR] [--record]``
+
+Runs each suite (benchmarks/bench_<name>.py): correctness checks first, then tbfast timed
+side by side with the tools people use today, in the same process. Prints a table and the
+speed-ups against the issues' targets; writes JSON naming the machine to --out (and, with
+--record, JSON + Markdown to benchmarks/results/). The suites also write their summaries to
+--logdir so that the run can be opened in TensorBoard.
+"""
+
+import argparse
+import importlib
+import os
+import re
+import sys
+import time
+
+from . import harness
+
+SUITES = ("histogram", "pr_curve", "image")
+
+
+def _targets(rows):
+    """(label, measured speed-up, target) for the targets the issues name."""
+    out = []
+    by = {(r["suite"], r["case"], r["impl"]): r["seconds"] for r in rows}
+    for suite, case, base, fast, target, label in TARGETS:
+        if (suite, case, base) in by and (suite, case, fast) in by:
+            out.append((label, by[(suite, case, base)] / by[(suite, case, fast)], target))
+    return out
+
+
+# (suite, case, baseline impl, tbfast impl, target speed-up, label)
+TARGETS = [
+    ("histogram", "1e7 float32, default bins", "torch add_histogram", "tbfast add_histogram", 40,
+     "add_histogram 10^7 f32 vs torch"),
+    ("histogram", "200 x 1e5 float32, default bins", "torch add_histogram x200", "tbfast add_histograms", 50,
+     "add_histograms 200x10^5 vs torch"),
+    ("histogram", "1e7 float32, 100 bins", "torch.histc(x, 100)", "tbfast.histogram(x, 100)", 1,
+     "histogram kernel vs torch.histc(x,100)"),
+    ("pr_curve", "binary N=1e7 T=127", "torch add_pr_curve", "tbfast add_pr_curve", 20,
+     "add_pr_curve N=10^7 vs torch"),
+    ("pr_curve", "multiclass N=1e6 C=10 T=127", "torch add_pr_curve x10", "tbfast add_pr_curves", 30,
+     "add_pr_curves N=10^6 C=10 vs torch x10"),
+    ("pr_curve", "multiclass N=1e6 C=10 T=127", "torchmetrics update+compute", "tbfast add_pr_curves", 1000,
+     "add_pr_curves vs torchmetrics"),
+    ("image", "add_images 64x3x64x64 float32", "torch add_images", "tbfast add_images", 5,
+     "add_images 64x3x64x64 vs torch"),
+]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks")
+    p.add_argument("mode", nargs="?", default="quick", choices=("quick", "full"))
+    p.add_argument("--only", default=",".join(SUITES), help="comma-separated suites: " + ", ".join(SUITES))
+    p.add_argument("--logdir", default=None, help="TensorBoard log dir the suites write (default runs/<mode>)")
+    p.add_argument("--out", default=os.path.join("benchmarks", "out"))
+    p.add_argument("--record", action="store_true", help="also write benchmarks/results/<date>-<mode>.{json,md}")
+    args = p.parse_args(argv)
+    logdir = args.logdir or os.path.join("runs", args.mode)
+    ctx = harness.Context(quick=args.mode == "quick", logdir=logdir, outdir=args.out)
+    info = harness.machine()
+    print(f"tbfast benchmarks ({args.mode}) on {info['cpu_model']} x{info['cpu_count']}, torch {info['torch']}, "
+          f"numpy {info['numpy']}; TensorBoard logs in {logdir}", flush=True)
+    failed = []
+    for name in [s.strip() for s in args.only.split(",") if s.strip()]:
+        if name not in SUITES:
+            p.error(f"unknown suite {name!r}")
+        try:
+            mod = importlib.import_module(f"benchmarks.bench_{name}")
+        except ImportError as exc:
+            print(f"[{name}] not available: {exc}")
+            failed.append(name)
+            continue
+        print(f"[{name}]", flush=True)
+        t0 = time.perf_counter()
+        mod.run(ctx)
+        print(f"[{name}] done in {time.perf_counter() - t0:.1f} s", flush=True)
+    lines = ["", "Targets (speed-up = peer time / tbfast time, same run, same machine):"]
+    for label, got, target in _targets(ctx.rows):
+        lines.append(f"  {label:44s} {got:9.1f}x   target >= {target}x   {'MET' if got >= target else 'NOT MET'}")
+    print("\n".join(lines))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    harness.write_json(os.path.join(args.out, f"{args.mode}-{stamp}.json"), ctx, args.mode)
+    if args.record:
+        base = os.path.join("benchmarks", "results", f"{time.strftime('%Y-%m-%d')}-{args.mode}-cpu")
+        harness.write_json(base + ".json", ctx, args.mode)
+        _write_markdown(base + ".md", ctx, info, lines)
+        print(f"recorded {base}.json and .md")
+    return 1 if failed else 0
+
+
+def _write_markdown(path, ctx, info, target_lines):
+    rows = ["| suite | case | implementation | best (ms) | median (ms) |", "|---|---|---|---:|---:|"]
+    for r in ctx.rows:
+        med = r.get("median_seconds")
+        rows.append(f"| {r['suite']} | {r['case']} | {r['impl']} | {r['seconds'] * 1e3:.3f} | "
+                    f"{'' if med is None else f'{med * 1e3:.3f}'} |")
+    machine = ", ".join(f"{k}={v}" for k, v in info.items())
+    text = "\n".join([f"# Benchmark results ({'quick' if ctx.quick else 'full'})", "", f"Machine: {machine}", "",
+                      "```", *[l for l in target_lines if l], "```", "", *rows, ""])
+    with open(path, "w") as f:
+        f.write(re.sub(r"[ \t]+\n", "\n", text))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
