@@ -70,27 +70,44 @@ inline uint8_t norm_byte(const T* p, const NormArgs& a) {
   }
 }
 
-// One image row (W pixels, all channels) into the canvas at dst.
-template <typename T, bool Norm>
-void convert_row(const T* src, const int64_t* st, int64_t W, int64_t C, int64_t Cout, const NormArgs& a,
-                 uint8_t* dst) {
+// One image row (W pixels, all channels) into the canvas at dst. Each channel is
+// converted into a contiguous scratch run first (a loop the compiler vectorises), then
+// interleaved with the canvas' compile-time channel count.
+constexpr int64_t kRun = 256;
+
+template <typename T, bool Norm, int Cout>
+void convert_row(const T* src, const int64_t* st, int64_t W, int64_t C, const NormArgs& a, uint8_t* dst) {
   const int64_t sc = st[0], sw = st[2];
-  if (C == 1 && Cout == 3) {
-    for (int64_t x = 0; x < W; ++x) {
-      uint8_t b = Norm ? norm_byte<T>(src + x * sw, a) : plain_byte<T>(src + x * sw);
-      dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = b;
+  uint8_t run[kRun];
+  for (int64_t x0 = 0; x0 < W; x0 += kRun) {
+    const int64_t m = W - x0 < kRun ? W - x0 : kRun;
+    for (int64_t c = 0; c < C; ++c) {
+      const T* s = src + c * sc + x0 * sw;
+      if (sw == 1) {
+        for (int64_t x = 0; x < m; ++x) run[x] = Norm ? norm_byte<T>(s + x, a) : plain_byte<T>(s + x);
+      } else {
+        for (int64_t x = 0; x < m; ++x) run[x] = Norm ? norm_byte<T>(s + x * sw, a) : plain_byte<T>(s + x * sw);
+      }
+      uint8_t* d = dst + x0 * Cout;
+      if (C == 1) {  // gray: one channel, or repeated to RGB
+        for (int64_t x = 0; x < m; ++x)
+          for (int k = 0; k < Cout; ++k) d[x * Cout + k] = run[x];
+      } else {
+        for (int64_t x = 0; x < m; ++x) d[x * Cout + c] = run[x];
+      }
     }
-    return;
   }
-  for (int64_t c = 0; c < C; ++c) {
-    const T* s = src + c * sc;
-    uint8_t* d = dst + c;
-    if (sw == 1) {
-      for (int64_t x = 0; x < W; ++x) d[x * Cout] = Norm ? norm_byte<T>(s + x, a) : plain_byte<T>(s + x);
-    } else {
-      for (int64_t x = 0; x < W; ++x) d[x * Cout] = Norm ? norm_byte<T>(s + x * sw, a) : plain_byte<T>(s + x * sw);
-    }
-  }
+}
+
+template <typename T, bool Norm>
+void convert_row_any(const T* src, const int64_t* st, int64_t W, int64_t C, int64_t Cout, const NormArgs& a,
+                     uint8_t* dst) {
+  if (Cout == 3)
+    convert_row<T, Norm, 3>(src, st, W, C, a, dst);
+  else if (Cout == 4)
+    convert_row<T, Norm, 4>(src, st, W, C, a, dst);
+  else
+    convert_row<T, Norm, 1>(src, st, W, C, a, dst);
 }
 
 template <typename T>
@@ -117,14 +134,14 @@ void grid_block(const ImageGridParams& p, int64_t r0, int64_t r1, const NormArgs
       const int64_t* st = p.strides + 3 * k;
       const T* src = reinterpret_cast<const T*>(p.data[k]) + iy * st[1];
       if (p.norm == kNormNone) {
-        convert_row<T, false>(src, st, p.width, p.channels, p.out_channels, global, dst);
+        convert_row_any<T, false>(src, st, p.width, p.channels, p.out_channels, global, dst);
       } else if (p.norm == kNormRange) {
-        convert_row<T, true>(src, st, p.width, p.channels, p.out_channels, global, dst);
+        convert_row_any<T, true>(src, st, p.width, p.channels, p.out_channels, global, dst);
       } else {
         double lo = p.ranges[2 * k], hi = p.ranges[2 * k + 1];
         if (!(lo <= hi)) empty_range(&lo, &hi);
         NormArgs a = make_norm(lo, hi);
-        convert_row<T, true>(src, st, p.width, p.channels, p.out_channels, a, dst);
+        convert_row_any<T, true>(src, st, p.width, p.channels, p.out_channels, a, dst);
       }
     }
   }

@@ -18,9 +18,9 @@ namespace {
 
 constexpr int64_t kRowsPerItem = 32;
 
-void filter_none(const uint8_t* raw, const uint8_t*, int64_t n, int64_t, uint8_t* out) { memcpy(out, raw, n); }
+void filter_none(const uint8_t* __restrict raw, const uint8_t*, int64_t n, int64_t, uint8_t* __restrict out) { memcpy(out, raw, n); }
 
-void filter_sub(const uint8_t* raw, const uint8_t*, int64_t n, int64_t bpp, uint8_t* out) {
+void filter_sub(const uint8_t* __restrict raw, const uint8_t*, int64_t n, int64_t bpp, uint8_t* __restrict out) {
   for (int64_t i = 0; i < bpp && i < n; ++i) out[i] = raw[i];
   for (int64_t i = bpp; i < n; ++i) out[i] = (uint8_t)(raw[i] - raw[i - bpp]);
 }
@@ -29,23 +29,42 @@ void filter_up(const uint8_t* raw, const uint8_t* prior, int64_t n, int64_t, uin
   for (int64_t i = 0; i < n; ++i) out[i] = (uint8_t)(raw[i] - prior[i]);
 }
 
-void filter_avg(const uint8_t* raw, const uint8_t* prior, int64_t n, int64_t bpp, uint8_t* out) {
+void filter_avg(const uint8_t* __restrict raw, const uint8_t* __restrict prior, int64_t n, int64_t bpp, uint8_t* __restrict out) {
   for (int64_t i = 0; i < bpp && i < n; ++i) out[i] = (uint8_t)(raw[i] - (prior[i] >> 1));
   for (int64_t i = bpp; i < n; ++i) out[i] = (uint8_t)(raw[i] - (uint8_t)(((uint32_t)raw[i - bpp] + prior[i]) >> 1));
 }
 
-void filter_paeth(const uint8_t* raw, const uint8_t* prior, int64_t n, int64_t bpp, uint8_t* out) {
+// Branch-free Paeth over int32 lanes (no loop-carried dependency: a, b, c are raw
+// input bytes), so the compiler vectorises it; same choice as paeth_predictor.
+void filter_paeth(const uint8_t* __restrict raw, const uint8_t* __restrict prior, int64_t n, int64_t bpp, uint8_t* __restrict out) {
   for (int64_t i = 0; i < bpp && i < n; ++i) out[i] = (uint8_t)(raw[i] - prior[i]);  // a = c = 0: predictor is b
-  for (int64_t i = bpp; i < n; ++i) out[i] = (uint8_t)(raw[i] - paeth_predictor(raw[i - bpp], prior[i], prior[i - bpp]));
+  for (int64_t i = bpp; i < n; ++i) {
+    int32_t a = raw[i - bpp], b = prior[i], c = prior[i - bpp];
+    int32_t pa = b - c, pb = a - c, pc = a + b - 2 * c;
+    pa = pa < 0 ? -pa : pa;
+    pb = pb < 0 ? -pb : pb;
+    pc = pc < 0 ? -pc : pc;
+    int32_t pred = ((pa <= pb) & (pa <= pc)) ? a : (pb <= pc ? b : c);
+    out[i] = (uint8_t)(raw[i] - pred);
+  }
 }
 
 using FilterFn = void (*)(const uint8_t*, const uint8_t*, int64_t, int64_t, uint8_t*);
 constexpr FilterFn kFilters[5] = {filter_none, filter_sub, filter_up, filter_avg, filter_paeth};
 
 uint64_t abs_sum(const uint8_t* v, int64_t n) {
-  uint64_t s = 0;
-  for (int64_t i = 0; i < n; ++i) s += v[i] < 128 ? v[i] : 256 - v[i];
-  return s;
+  uint32_t s = 0;  // < 2^31 for rows up to 2^24 bytes; longer rows are summed in pieces
+  uint64_t total = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += (int64_t(1) << 24)) {
+    int64_t i1 = std::min(n, i0 + (int64_t(1) << 24));
+    s = 0;
+    for (int64_t i = i0; i < i1; ++i) {
+      int32_t x = (int8_t)v[i];
+      s += (uint32_t)(x < 0 ? -x : x);
+    }
+    total += s;
+  }
+  return total;
 }
 
 void filter_block(const PngFilterParams& p, int64_t r0, int64_t r1, const uint8_t* zeros, uint8_t* scratch) {
