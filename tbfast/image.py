@@ -37,7 +37,7 @@ import numpy as np
 from . import _dtypes, _native, backends
 from ._tensor import is_torch_tensor
 
-__all__ = ["image_grid", "plan_grid", "GridPlan"]
+__all__ = ["image_grid"]
 
 _FORMATS = {4: "NCHW", 3: "CHW", 2: "HW"}
 _CHANNELS = (1, 3, 4)
