@@ -109,11 +109,15 @@ struct UniformBins {
   // Bucket of finite x, or -1 when outside [first, last] (numpy's uniform path).
   TBF_HD int64_t bucket(double x) const {
     if (!(x >= first && x <= last)) return -1;
-    int64_t idx = (int64_t)(((x - first) / denom) * (double)n);
+    double f = ((x - first) / denom) * (double)n;
+    // Clamp before the cast: a zero-width range gives NaN/inf, and casting those is
+    // undefined. Such ranges are rejected by the caller (numpy raises too); the clamp only
+    // keeps memory safe.
+    int64_t idx = f >= 0.0 && f <= (double)n ? (int64_t)f : 0;
     if (idx == n) idx -= 1;
     if (x < edge(idx)) idx -= 1;
     if (idx != n - 1 && x >= edge(idx + 1)) idx += 1;
-    return idx;
+    return idx < 0 ? 0 : idx;
   }
 };
 

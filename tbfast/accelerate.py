@@ -22,8 +22,13 @@ class _ForeignSink(HistogramLogging, PRCurveLogging, ImageLogging):
         self._summary_cls = summary_cls
 
     def _write_summary(self, summary, global_step=None, walltime=None):
-        foreign = self._summary_cls.FromString(summary.SerializeToString())
-        self._writer._get_file_writer().add_summary(foreign, global_step, walltime)
+        self._write_summaries((summary,), global_step, walltime)
+
+    def _write_summaries(self, summaries, global_step=None, walltime=None):
+        file_writer = self._writer._get_file_writer()
+        for s in summaries:
+            data = s if isinstance(s, (bytes, bytearray)) else s.SerializeToString()
+            file_writer.add_summary(self._summary_cls.FromString(data), global_step, walltime)
 
 
 def _summary_class(writer):

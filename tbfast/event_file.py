@@ -87,13 +87,18 @@ class _Worker:
             raise WriterClosedError("EventFileWriter is closed; create a new writer to log more events")
 
     def put(self, framed):
+        self.put_many((framed,))
+
+    def put_many(self, framed):
+        """Queue several framed records at once (one wake-up of the writer thread); waits
+        while the queue is full, then takes the whole batch."""
         with self._space:
             self._check_usable()
             while self._max_queue and len(self._pending) >= self._max_queue:
                 self._space.wait()
                 self._check_usable()
-            self._pending.append(framed)
-            self._accepted += 1
+            self._pending.extend(framed)
+            self._accepted += len(framed)
             self._work.notify()
 
     def flush(self):
@@ -242,6 +247,11 @@ class EventFileWriter:
         background I/O error.
         """
         self._worker.put(frame_record(data))
+
+    def add_records(self, datas):
+        """Queues several already-serialised records in order, as one batch. Same
+        errors as :meth:`add_record`."""
+        self._worker.put_many([frame_record(d) for d in datas])
 
     def flush(self):
         """Blocks until every record queued so far is written and flushed to the OS.

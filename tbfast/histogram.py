@@ -257,12 +257,12 @@ def _torch_uniform_slot(x, first, last, n):
     edges = torch.where(step == 0, (i / n) * denom + first, i * step + first)
     edges = torch.cat([edges[:-1], last.reshape(1)])
     keep = (x >= first) & (x <= last)
-    idx = (((x - first) / denom) * n).clamp(-1, n + 1).long()
-    idx = torch.where(keep, idx, torch.zeros_like(idx))
+    f = ((x - first) / denom) * n
+    idx = torch.where(keep & (f >= 0) & (f <= n), f, torch.zeros_like(f)).long()  # NaN-safe, as in the kernel
     idx = idx - (idx == n).long()
     idx = idx - (x < edges[idx]).long()
     idx = idx + ((x >= edges[(idx + 1).clamp(max=n)]) & (idx != n - 1)).long()
-    return torch.where(keep, idx + 1, torch.zeros_like(idx))
+    return torch.where(keep, idx.clamp(min=0) + 1, torch.zeros_like(idx))
 
 
 backends.implements("histogram", "reference", "cpu")(_reference_impl)
@@ -286,54 +286,74 @@ class HistogramResult:
     counted in ``num`` and the statistics but in no bucket, as in torch.
     """
 
-    __slots__ = ("counts", "limits", "stats", "nonfinite", "numel", "backend")
+    __slots__ = ("_arrays", "_host", "numel", "backend", "_torch_out")
 
-    def __init__(self, counts, limits, stats, nonfinite, numel, backend):
-        self.counts, self.limits, self.stats, self.nonfinite = counts, limits, stats, nonfinite
-        self.numel, self.backend = numel, backend
+    def __init__(self, counts, limits, stats, nonfinite, numel, backend, torch_out):
+        self._arrays = (counts, limits, stats, nonfinite)  # NumPy (CPU kernels) or torch
+        self._host = None
+        self.numel, self.backend, self._torch_out = numel, backend, torch_out
 
-    def _host(self, x):
-        return x.cpu().numpy() if _tensor.is_torch_tensor(x) else np.asarray(x)
+    def _out(self, i):
+        x = self._arrays[i]
+        if self._torch_out and not _tensor.is_torch_tensor(x):
+            import torch
+
+            return torch.from_numpy(np.array(x) if not x.flags.writeable else x)
+        if not self._torch_out and _tensor.is_torch_tensor(x):
+            return x.cpu().numpy()
+        return x
+
+    counts = property(lambda self: self._out(0))
+    limits = property(lambda self: self._out(1))
+    stats = property(lambda self: self._out(2))
+    nonfinite = property(lambda self: self._out(3))
+
+    def host(self):
+        """(counts, limits, stats, nonfinite) as host NumPy arrays (cached)."""
+        if self._host is None:
+            self._host = tuple(x.cpu().numpy() if _tensor.is_torch_tensor(x) else np.asarray(x)
+                               for x in self._arrays)
+        return self._host
 
     def numpy(self):
         """(counts int64 [B], limits float64 [B+1]) as NumPy arrays on the host."""
-        return self._host(self.counts), self._host(self.limits)
-
-    @property
-    def min(self):
-        return float(self._host(self.stats)[0]) if self.num else 0.0
-
-    @property
-    def max(self):
-        return float(self._host(self.stats)[1]) if self.num else 0.0
-
-    @property
-    def sum(self):
-        return float(self._host(self.stats)[2])
-
-    @property
-    def sum_squares(self):
-        return float(self._host(self.stats)[3])
-
-    @property
-    def nan_count(self):
-        return int(self._host(self.nonfinite)[0])
-
-    @property
-    def posinf_count(self):
-        return int(self._host(self.nonfinite)[1])
-
-    @property
-    def neginf_count(self):
-        return int(self._host(self.nonfinite)[2])
+        return self.host()[:2]
 
     @property
     def num(self):
         """Number of finite values."""
-        return self.numel - int(self._host(self.nonfinite).sum())
+        return self.numel - int(self.host()[3].sum())
+
+    @property
+    def min(self):
+        return float(self.host()[2][0]) if self.num else 0.0
+
+    @property
+    def max(self):
+        return float(self.host()[2][1]) if self.num else 0.0
+
+    @property
+    def sum(self):
+        return float(self.host()[2][2])
+
+    @property
+    def sum_squares(self):
+        return float(self.host()[2][3])
+
+    @property
+    def nan_count(self):
+        return int(self.host()[3][0])
+
+    @property
+    def posinf_count(self):
+        return int(self.host()[3][1])
+
+    @property
+    def neginf_count(self):
+        return int(self.host()[3][2])
 
     def __repr__(self):
-        return (f"HistogramResult(bins={len(self.counts)}, num={self.num}, min={self.min:g}, max={self.max:g}, "
+        return (f"HistogramResult(bins={len(self.host()[0])}, num={self.num}, min={self.min:g}, max={self.max:g}, "
                 f"nan={self.nan_count}, +inf={self.posinf_count}, -inf={self.neginf_count}, backend={self.backend})")
 
 
@@ -396,22 +416,12 @@ def _compute(named_flats, bins, max_bins, backend):
                 limits = _edges_for(spec, row, host_stats[row])
             else:
                 limits = _edges_for(spec, row, None)
-            c, lim = counts[row], limits
-            if f.is_torch:
-                import torch
-
-                if not _tensor.is_torch_tensor(c):
-                    c, s, nf = torch.from_numpy(c), torch.from_numpy(stats[row]), torch.from_numpy(nonfinite[row])
-                else:
-                    s, nf = stats[row], nonfinite[row]
-                lim = torch.from_numpy(np.array(lim)).to(c.device)
-            else:
-                s, nf = stats[row], nonfinite[row]
-                if _tensor.is_torch_tensor(c):
-                    c, s, nf = c.numpy(), s.numpy(), nf.numpy()
-                lim = np.array(lim)
-            c, lim = merge_max_bins(c, lim, max_bins)
-            results[i] = HistogramResult(c, lim, s, nf, f.numel, used)
+            if spec.mode != EDGES and not (limits[:-1] < limits[1:]).all():
+                raise ValueError(f"histogram of {named_flats[i][0]!r}: too many bins for data range; cannot create "
+                                 f"{spec.num_bins} finite-sized bins over [{limits[0]!r}, {limits[-1]!r}] "
+                                 "(numpy raises the same)")
+            c, lim = merge_max_bins(counts[row], limits, max_bins)
+            results[i] = HistogramResult(c, lim, stats[row], nonfinite[row], f.numel, used, f.is_torch)
     return results
 
 

@@ -14,10 +14,24 @@ import threading
 
 import numpy as np
 
+from . import _wire
 from . import histogram as _histogram
 from .proto import HistogramProto, Summary
 
 NONFINITE_SUFFIXES = ("nan_count", "posinf_count", "neginf_count")
+
+
+def _trim(counts, limits, max_value):
+    """torch's support trimming (spec 1.3 steps 4-5): (bucket, bucket_limit) arrays."""
+    nonzero = np.flatnonzero(counts)
+    if nonzero.size == 0:  # nothing bucketed: one empty bucket instead of torch's error
+        return np.zeros(1), np.array([max_value], dtype=np.float64)
+    start, end = int(nonzero[0]), int(nonzero[-1]) + 1
+    if start > 0:
+        bucket = counts[start - 1:end]
+    else:
+        bucket = np.concatenate([[0], counts[:end]])
+    return bucket.astype(np.float64), np.asarray(limits[start:end + 1], dtype=np.float64)
 
 
 def histogram_proto(counts, limits, min, max, num, sum, sum_squares):
@@ -25,28 +39,29 @@ def histogram_proto(counts, limits, min, max, num, sum, sum_squares):
     the statistics, trimmed exactly like torch's make_histogram. With no bucketed value
     (no finite value, or all beyond the outer edges) it writes one empty bucket instead
     of raising like torch."""
-    counts = np.asarray(counts)
-    limits = np.asarray(limits, dtype=np.float64)
-    nonzero = np.flatnonzero(counts)
-    if nonzero.size == 0:
-        bucket, bucket_limit = [0.0], [float(max)]
-    else:
-        start, end = int(nonzero[0]), int(nonzero[-1]) + 1
-        if start > 0:
-            bucket = counts[start - 1:end]
-        else:
-            bucket = np.concatenate([[0], counts[:end]])
-        bucket_limit = limits[start:end + 1]
-        bucket, bucket_limit = bucket.tolist(), bucket_limit.tolist()
+    bucket, bucket_limit = _trim(np.asarray(counts), limits, max)
     return HistogramProto(min=min, max=max, num=num, sum=sum, sum_squares=sum_squares,
-                          bucket_limit=bucket_limit, bucket=bucket)
+                          bucket_limit=bucket_limit.tolist(), bucket=bucket.tolist())
+
+
+def _stats(result):
+    counts, limits, stats, nonfinite = result.host()
+    num = result.numel - int(nonfinite.sum())
+    mn, mx = (float(stats[0]), float(stats[1])) if num else (0.0, 0.0)
+    return counts, limits, mn, mx, num, float(stats[2]), float(stats[3])
 
 
 def histogram_result_proto(result):
-    """HistogramProto of a :class:`tbfast.histogram.HistogramResult` (copies its small
-    arrays to the host)."""
-    counts, limits = result.numpy()
-    return histogram_proto(counts, limits, result.min, result.max, result.num, result.sum, result.sum_squares)
+    """HistogramProto of a :class:`tbfast.histogram.HistogramResult`."""
+    return histogram_proto(*_stats(result))
+
+
+def histogram_summary_bytes(tag, result):
+    """Serialised Summary with one histogram value under ``tag`` (the hot path: wire
+    encoding straight from the result's arrays; parses to histogram_summary's message)."""
+    counts, limits, mn, mx, num, s, sq = _stats(result)
+    bucket, bucket_limit = _trim(counts, limits, mx)
+    return _wire.summary_value(tag, 5, _wire.histogram_proto(mn, mx, num, s, sq, bucket_limit, bucket))
 
 
 def histogram_summary(tag, result):
@@ -54,10 +69,9 @@ def histogram_summary(tag, result):
     return Summary(value=[Summary.Value(tag=tag, histo=histogram_result_proto(result))])
 
 
-def nonfinite_summary(tag, counts):
-    """Summary of three scalars ``<tag>/nan_count`` etc. from counts (nan, +inf, -inf)."""
-    return Summary(value=[Summary.Value(tag=f"{tag}/{suffix}", simple_value=float(c))
-                          for suffix, c in zip(NONFINITE_SUFFIXES, counts)])
+def nonfinite_summary_bytes(tag, counts):
+    """Serialised Summary of three scalars ``<tag>/nan_count`` etc. from (nan, +inf, -inf)."""
+    return _wire.simple_values([(f"{tag}/{suffix}", float(c)) for suffix, c in zip(NONFINITE_SUFFIXES, counts)])
 
 
 def histogram_raw_summary(tag, min, max, num, sum, sum_squares, bucket_limits, bucket_counts):
@@ -70,7 +84,8 @@ def histogram_raw_summary(tag, min, max, num, sum, sum_squares, bucket_limits, b
 
 
 class HistogramLogging:
-    """Writer methods for histograms. The host class provides ``_write_summary``."""
+    """Writer methods for histograms. The host class provides ``_write_summaries``
+    (Summary protos or serialised Summary bytes, all at one step)."""
 
     ACCELERATED = ("add_histogram", "add_histogram_raw")
 
@@ -80,16 +95,22 @@ class HistogramLogging:
             state = self.__dict__.setdefault("_tbfast_nonfinite_tags", (set(), threading.Lock()))
         return state
 
-    def _write_histogram(self, tag, result, global_step, walltime):
-        self._write_summary(histogram_summary(tag, result), global_step, walltime)
-        counts = result.nonfinite.tolist()
+    def _histogram_summaries(self, tag, result):
+        """[Summary bytes] for one result: the histogram, then the non-finite counts when
+        this tag has ever had any."""
+        out = [histogram_summary_bytes(tag, result)]
+        counts = result.host()[3].tolist()
         seen, lock = self._nonfinite_tags()
         with lock:
-            write = any(counts) or tag in seen
             if any(counts):
                 seen.add(tag)
+            write = tag in seen
         if write:
-            self._write_summary(nonfinite_summary(tag, counts), global_step, walltime)
+            out.append(nonfinite_summary_bytes(tag, counts))
+        return out
+
+    def _write_histogram(self, tag, result, global_step, walltime):
+        self._write_summaries(self._histogram_summaries(tag, result), global_step, walltime)
 
     def add_histogram(self, tag, values, global_step=None, bins="tensorflow", walltime=None, max_bins=None):
         """torch's ``add_histogram``, computed by tbfast (see :func:`tbfast.histogram`).
@@ -114,8 +135,10 @@ class HistogramLogging:
         """Histograms of many tensors in one native call per device; one histogram per
         name (the tag). named_tensors: mapping or iterable of (tag, tensor)."""
         results = _histogram.histograms(named_tensors, bins=bins, max_bins=max_bins)
+        summaries = []
         for tag, result in results.items():
-            self._write_histogram(tag, result, global_step, walltime)
+            summaries.extend(self._histogram_summaries(tag, result))
+        self._write_summaries(summaries, global_step, walltime)
 
     def add_module_histograms(self, module, global_step=None, walltime=None, parameters=True, gradients=True,
                               prefix="", bins="tensorflow", max_bins=None):

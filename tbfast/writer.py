@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from . import _tensor
+from . import _tensor, _wire
 from .event_file import EventFileWriter
 from .histogram_logging import HistogramLogging
 from .image_logging import ImageLogging
@@ -75,16 +75,20 @@ class SummaryWriter(HistogramLogging, PRCurveLogging, ImageLogging):
     def _get_file_writer(self):
         return self._file_writer
 
-    @staticmethod
-    def _event(summary, global_step, walltime):
-        event = Event(summary=summary, wall_time=time.time() if walltime is None else float(walltime))
-        if global_step is not None:
-            event.step = int(global_step)
-        return event
-
     def _write_summary(self, summary, global_step=None, walltime=None):
-        """Queue one Summary (tbfast.proto) as an event at ``global_step``."""
-        self._file_writer.add_event(self._event(summary, global_step, walltime))
+        """Queue one Summary (tbfast.proto message, or its serialised bytes) as an event."""
+        self._write_summaries((summary,), global_step, walltime)
+
+    def _write_summaries(self, summaries, global_step=None, walltime=None):
+        """Queue several Summaries (messages or bytes) as events at one step and time, in
+        one batch."""
+        wall = time.time() if walltime is None else float(walltime)
+        records = []
+        for s in summaries:
+            if not isinstance(s, (bytes, bytearray)):
+                s = s.SerializeToString()
+            records.append(_wire.event(s, wall, global_step))
+        self._file_writer.add_records(records)
 
     # -- everyday methods ---------------------------------------------------------------
 
@@ -115,7 +119,8 @@ class SummaryWriter(HistogramLogging, PRCurveLogging, ImageLogging):
                 if fw is None:
                     fw = self._scalars_writers[path] = EventFileWriter(path, self.max_queue, self.flush_secs,
                                                                        self.filename_suffix)
-            fw.add_event(self._event(scalar_summary(main_tag, _scalar(value)), global_step, walltime))
+            fw.add_record(_wire.event(scalar_summary(main_tag, _scalar(value)).SerializeToString(), walltime,
+                                      global_step))
 
     def add_text(self, tag, text_string, global_step=None, walltime=None):
         """Text (markdown) under ``<tag>/text_summary``, as torch writes it."""

@@ -126,7 +126,8 @@ def _count_uniform(arr, kind, lut, first, last, groups):
             v = _load(arr, i, kind, lut)
             if not (v >= first and v <= last):  # also drops NaN; inf is outside
                 continue
-            idx = np.int64(((v - first) / denom) * nb)
+            f = ((v - first) / denom) * nb
+            idx = np.int64(f) if f >= 0.0 and f <= nb else 0  # NaN-safe, as in the kernel
             if idx == nb:
                 idx -= 1
             lo = last if idx == nb else (((idx / nb) * denom + first) if step == 0.0 else idx * step + first)
@@ -137,7 +138,7 @@ def _count_uniform(arr, kind, lut, first, last, groups):
                 hi = last if j == nb else (((j / nb) * denom + first) if step == 0.0 else j * step + first)
                 if v >= hi:
                     idx += 1
-            groups[g, idx] += 1
+            groups[g, max(idx, 0)] += 1
 
 
 def _groups(num_bins):
