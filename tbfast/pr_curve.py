@@ -381,7 +381,8 @@ class PRCurve:
         self.check()
         st = _State.__new__(_State)
         st.device, st.bad = self._state.device, self._state.bad
-        v = self._state.values()[c : c + 1] if c >= 0 else self._state.values()[c:][:1]
+        c = range(self.num_classes)[c]  # IndexError when out of range
+        v = self._state.values()[c : c + 1]
         st.counts, st.sums = (None, v) if self.weighted else (v, None)
         out = PRCurve(st, self.num_thresholds, False)
         out._checked = True

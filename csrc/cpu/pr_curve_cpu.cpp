@@ -37,24 +37,33 @@ struct Pred<float> {
   using V = float;
   static V load(const float* x, int64_t i) { return x[i]; }
   static int64_t bucket(V v, const Ctx& k) { return pr_bucket_f32(v, k.tm1f); }
+  // One unsigned compare: bit patterns of +0 .. 1.0 are exactly 0 .. 0x3F800000.
+  static bool in_unit(V v) {
+    uint32_t b;
+    memcpy(&b, &v, sizeof b);
+    return b <= 0x3F800000u || b == 0x80000000u;
+  }
 };
 template <>
 struct Pred<double> {
   using V = double;
   static V load(const double* x, int64_t i) { return x[i]; }
   static int64_t bucket(V v, const Ctx& k) { return pr_bucket_f64(v, k.tm1d); }
+  static bool in_unit(V v) { return v >= 0 && v <= 1; }
 };
 template <>
 struct Pred<half_bits> {
   using V = float;
   static V load(const half_bits* x, int64_t i) { return half_to_float(x[i].bits); }
   static int64_t bucket(V v, const Ctx& k) { return pr_bucket_f16(v, k.tm1f, k.half_rounding); }
+  static bool in_unit(V v) { return v >= 0 && v <= 1; }
 };
 template <>
 struct Pred<bf16_bits> {
   using V = float;
   static V load(const bf16_bits* x, int64_t i) { return bf16_to_float(x[i].bits); }
   static int64_t bucket(V v, const Ctx& k) { return pr_bucket_f16(v, k.tm1f, k.half_rounding); }
+  static bool in_unit(V v) { return v >= 0 && v <= 1; }
 };
 
 // ---- label loads: 0/1 value (or -1 when bad), class index (or -1) -----------------------
@@ -84,6 +93,7 @@ struct Lab<bool> {
 struct Scratch {
   int64_t* counts = nullptr;       // unweighted: [C, T, 2]
   std::vector<int64_t> own;        // storage when not writing straight into the output
+  std::vector<int64_t> counts2;    // binary fast path: second count array (small T only)
   std::vector<double> sums;        // weighted: [C, T, 2], zero between blocks
   std::vector<int64_t> lo, hi;     // weighted: touched bucket range per class
   std::vector<double> row;         // softmax: exp(x - max) of one row
@@ -102,26 +112,35 @@ inline void add(Scratch& s, const Ctx& k, int64_t c, int64_t b, int pos, double 
   }
 }
 
-// Binary, probabilities, unweighted: the hot loop. Two interleaved count arrays would
-// help runs of equal buckets, but the check branches already dominate; keep it simple.
+// Binary, probabilities, unweighted: the hot loop. Pairs of elements go to two count
+// arrays (cnt, cnt2) so that runs of equal buckets do not serialise on one counter.
+template <typename P, typename L>
+inline void binary_one(const P* x, const L* lab, int64_t i, const Ctx& k, int64_t* cnt, Scratch& s) {
+  typename Pred<P>::V v = Pred<P>::load(x, i);
+  int l = Lab<L>::bit(lab, i);
+  if (__builtin_expect(l < 0, 0)) {
+    s.bad[kBadLabel]++;
+    return;
+  }
+  if (__builtin_expect(!Pred<P>::in_unit(v), 0)) {
+    s.bad[v != v ? kBadNaNPrediction : kBadPredictionRange]++;
+    return;
+  }
+  cnt[2 * Pred<P>::bucket(v, k) + l]++;
+}
+
 template <typename P, typename L>
 void block_binary(const PRCurveParams& p, const Ctx& k, int64_t r0, int64_t r1, Scratch& s) {
   const P* x = static_cast<const P*>(p.predictions);
   const L* lab = static_cast<const L*>(p.labels);
   int64_t* cnt = s.counts;
-  for (int64_t i = r0; i < r1; ++i) {
-    typename Pred<P>::V v = Pred<P>::load(x, i);
-    int l = Lab<L>::bit(lab, i);
-    if (l < 0) {
-      s.bad[kBadLabel]++;
-      continue;
-    }
-    if (!(v >= 0 && v <= 1)) {
-      s.bad[v != v ? kBadNaNPrediction : kBadPredictionRange]++;
-      continue;
-    }
-    cnt[2 * Pred<P>::bucket(v, k) + l]++;
+  int64_t* cnt2 = s.counts2.empty() ? s.counts : s.counts2.data();
+  int64_t i = r0;
+  for (; i + 2 <= r1; i += 2) {
+    binary_one<P, L>(x, lab, i, k, cnt, s);
+    binary_one<P, L>(x, lab, i + 1, k, cnt2, s);
   }
+  if (i < r1) binary_one<P, L>(x, lab, i, k, cnt, s);
 }
 
 // Multi-class probabilities, unweighted: class indices (kIndex) or a 0/1 matrix.
@@ -148,7 +167,7 @@ void block_classes(const PRCurveParams& p, const Ctx& k, int64_t r0, int64_t r1,
         s.bad[kBadLabel]++;
         continue;
       }
-      if (!(v >= 0 && v <= 1)) {
+      if (__builtin_expect(!Pred<P>::in_unit(v), 0)) {
         s.bad[v != v ? kBadNaNPrediction : kBadPredictionRange]++;
         continue;
       }
@@ -261,6 +280,7 @@ void run_typed(const PRCurveParams& p, const Ctx& k) {
       s.counts = s.own.data();
     }
     if (p.prob_mode == kSoftmax) s.row.assign(k.C, 0.0);
+    if (fast && cells <= (int64_t(1) << 15)) s.counts2.assign(cells, 0);
   }
 
   std::atomic<int64_t> committed{0};
@@ -296,6 +316,8 @@ void run_typed(const PRCurveParams& p, const Ctx& k) {
     const Scratch& s = scratch[t];
     if (!W && s.counts != p.counts)
       for (int64_t j = 0; j < cells; ++j) p.counts[j] += s.counts[j];
+    if (!s.counts2.empty())
+      for (int64_t j = 0; j < cells; ++j) p.counts[j] += s.counts2[j];
     for (int j = 0; j < kNumBadKinds; ++j) p.bad[j] += s.bad[j];
   }
 }
