@@ -40,6 +40,32 @@ struct EdgeKey {
   int32_t base, count;
 };
 
+// Everything derived from one edge list, built once by build_edge_lookup and reused.
+//  * keys: the double lookup above, for every input dtype.
+//  * f32: the same idea keyed by the top 16 bits of a float32's order-preserving bits
+//    (sign, exponent, 7 mantissa bits: sub-intervals of ratio 2^(1/128)). Entry =
+//    (slot base << 32) | ordered bits of the smallest float32 >= the one edge inside the
+//    key (0xFFFFFFFF: none). For a float32 v that is exact: v >= e <=> v >= that float.
+//    Valid only when every key holds at most one edge (f32_ok), true for the default
+//    edges. Keys of NaN/Inf patterns map to slot 0 (dropped).
+//  * f32_ord_last: ordered bits of the last edge if a float32 equals it, else 0xFFFFFFFF.
+struct EdgeLookup {
+  EdgeKey keys[kLookupSize];
+  uint64_t f32[kLookupSize];
+  uint32_t f32_ord_last;
+  uint32_t f32_ok;
+};
+
+// Order-preserving map of float32 bits to uint32 (-0.0 canonicalised by the caller).
+TBF_HD uint32_t ordered_bits_f32(uint32_t b) { return b ^ ((uint32_t)((int32_t)b >> 31) | 0x80000000u); }
+
+// Slot (bucket + 1; 0 and num_bins + 1 are "dropped") of a finite float32 from its
+// ordered bits: base + (v >= edge) - (v == last edge, which closes the last bin).
+TBF_HD int64_t f32_slot(uint32_t ord, const uint64_t* f32, uint32_t ord_last) {
+  uint64_t e = f32[ord >> 16];
+  return (int64_t)(e >> 32) + (ord >= (uint32_t)e) - (ord == ord_last);
+}
+
 struct HistogramParams {
   int64_t num_tensors;
   const uint64_t* data;   // [num_tensors] element-0 addresses
@@ -48,7 +74,7 @@ struct HistogramParams {
   int32_t mode;           // HistMode
   int64_t num_bins;
   const double* edges;    // kEdges: [num_bins + 1], shared by all tensors
-  const EdgeKey* lookup;  // kEdges: [kLookupSize], from build_edge_lookup
+  const EdgeLookup* lookup;  // kEdges: from build_edge_lookup
   const double* ranges;   // kUniform: [num_tensors, 2] first, last
   int64_t* counts;        // out: [num_tensors, num_bins], zero on entry
   double* stats;          // out (in for kUniformAuto): [num_tensors, kStatsPerTensor]
@@ -142,7 +168,7 @@ TBF_HD void auto_range(double mn, double mx, double* first, double* last) {
 // nonfinite too when with_stats (one pass for kEdges/kUniform).
 int histogram_stats_cpu(const HistogramParams& p);
 int histogram_count_cpu(const HistogramParams& p, bool with_stats);
-// Fill lookup[kLookupSize] for `num_edges` increasing finite edges.
-void build_edge_lookup(const double* edges, int64_t num_edges, EdgeKey* lookup);
+// Fill the lookup tables for `num_edges` increasing edges.
+void build_edge_lookup(const double* edges, int64_t num_edges, EdgeLookup* lookup);
 
 }  // namespace tbfast

@@ -17,7 +17,7 @@ from . import _dtypes, _native, _tensor, backends
 ESTIMATORS = ("auto", "fd", "doane", "scott", "stone", "rice", "sturges", "sqrt")
 
 EDGES, UNIFORM, UNIFORM_AUTO = 0, 1, 2  # csrc/histogram.h HistMode
-_LOOKUP_DOUBLES = 2 * (1 << 16)  # EdgeKey[65536], 16 bytes each
+_LOOKUP_DOUBLES = 3 * (1 << 16) + 1  # csrc/histogram.h EdgeLookup: 16 + 8 bytes per key, + 8
 
 
 @functools.lru_cache(maxsize=1)

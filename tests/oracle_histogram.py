@@ -25,6 +25,13 @@ def counts_edges(values, edges):
     return counts
 
 
+def _fsum(xs):
+    try:
+        return math.fsum(xs)
+    except OverflowError:  # the exact sum overflows double: it is +-inf
+        return sum(xs)
+
+
 def stats(values):
     fin = [float(v) for v in values if math.isfinite(float(v))]
     nan = sum(1 for v in values if math.isnan(float(v)))
@@ -33,8 +40,8 @@ def stats(values):
     return {
         "min": min(fin) if fin else None,
         "max": max(fin) if fin else None,
-        "sum": math.fsum(fin),
-        "sum_squares": math.fsum(v * v for v in fin),
+        "sum": _fsum(fin),
+        "sum_squares": _fsum([v * v for v in fin]),
         "num": len(fin),
         "nonfinite": (nan, pinf, ninf),
     }

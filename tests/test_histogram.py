@@ -350,6 +350,54 @@ def test_property_against_oracle(values, bins, backend):
             assert abs(r.sum - s["sum"]) <= 1e-12 * (scale + 1)
 
 
+F32_SCRIPT = """
+import sys, numpy as np, torch, tbfast
+rng = np.random.default_rng(7)
+out = []
+for dtype in (torch.float32, torch.float16, torch.bfloat16):
+    for n in (1, 7, 8, 9, 65543, 300001):
+        x = torch.from_numpy(rng.standard_normal(n) * 10 ** rng.uniform(-8, 8, n)).to(dtype)
+        x[:: 97] = float("nan"); x[3 :: 101] = float("inf"); x[5 :: 103] = -0.0
+        r = tbfast.histogram(x, backend="native")
+        out.append((r.numpy()[0].tolist(), r.stats.tolist(), r.nonfinite.tolist()))
+print(repr(out))
+"""
+
+
+def test_simd_and_scalar_paths_agree_bit_for_bit():
+    import subprocess
+    import sys
+
+    runs = []
+    for flag in ("0", "1"):
+        env = dict(os.environ, TBFAST_DISABLE_SIMD=flag, TBFAST_NUM_THREADS="2")
+        runs.append(subprocess.run([sys.executable, "-c", F32_SCRIPT], env=env, capture_output=True, text=True,
+                                   check=True).stdout)
+    assert runs[0] == runs[1] and len(runs[0]) > 1000
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(width=32, allow_nan=True, allow_infinity=True), min_size=1, max_size=200),
+       st.lists(st.floats(allow_nan=False, width=64), min_size=2, max_size=12, unique=True),
+       st.sampled_from(["float32", "float16", "bfloat16"]))
+def test_float_family_property_custom_edges(values, edges, dtype):
+    edges = sorted(edges)
+    t = torch.tensor(values, dtype=torch.float32).to(getattr(torch, dtype))
+    x = as_float64(t)
+    for backend in ("native", "numba", "reference"):
+        r = tbfast.histogram(t, bins=edges, backend=backend)
+        assert r.numpy()[0].tolist() == counts_edges(x, edges), backend
+        assert r.num == int(np.isfinite(x).sum())
+
+
+def test_dense_edges_fall_back_from_the_float32_table():
+    # 2000 edges inside [1, 1.001): many per float32 key, so the double lookup is used
+    edges = np.sort(np.concatenate([1 + np.arange(2000) * 5e-7, [-np.inf, 1e300]]))
+    x = np.random.default_rng(9).uniform(0.9995, 1.0015, 100_000).astype(np.float32)
+    r = tbfast.histogram(x, bins=edges, backend="native")
+    np.testing.assert_array_equal(r.numpy()[0], np.histogram(x.astype(np.float64), bins=edges)[0])
+
+
 def test_forced_backend_env(monkeypatch):
     monkeypatch.setenv("TBFAST_BACKEND", "numba")
     assert tbfast.histogram([1.0, 2.0]).backend == "numba"

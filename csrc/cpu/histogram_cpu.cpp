@@ -2,14 +2,27 @@
 //
 // Work split: every tensor is cut into fixed chunks of kChunk elements; the chunks of all
 // tensors form one work list that threads take from an atomic counter. A thread buckets a
-// chunk into its private scratch histogram, then adds the touched range of bins into the
-// tensor's row with integer atomics (exact and order-free). Each chunk's float statistics
-// go to their own slot and are reduced per tensor in chunk order afterwards, so sums are
-// deterministic whatever the number of threads.
+// chunk into its private scratch histogram, then adds it into the tensor's row with
+// integer atomics (exact and order-free). Each chunk's float statistics go to their own
+// slot and are reduced per tensor in chunk order afterwards, so sums are deterministic
+// whatever the number of threads.
+//
+// Two inner loops:
+//  * float32 / float16 / bfloat16 with edges whose float32 lookup is valid (the default
+//    edges): statistics in 8 fixed lanes (AVX2 when the CPU has it, else scalar code that
+//    computes the same lanes, so the result does not depend on the CPU) and an
+//    integer-only bucket: ordered bits -> one table load -> two compares.
+//  * everything else: values loaded as double, EdgeKey lookup or the uniform formula.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TBF_X86 1
+#endif
 
 #include "cpu/parallel.h"
 #include "dispatch.h"
@@ -20,6 +33,7 @@ namespace tbfast {
 namespace {
 
 constexpr int64_t kChunk = int64_t(1) << 16;
+constexpr double kInf = std::numeric_limits<double>::infinity();
 
 struct Chunk {
   int64_t tensor, begin, end;
@@ -46,39 +60,50 @@ std::vector<Chunk> make_chunks(const HistogramParams& p) {
   return chunks;
 }
 
+void count_nonfinite(double v, ChunkStats& st) {
+  if (v != v)
+    st.nan++;
+  else if (v > 0)
+    st.posinf++;
+  else
+    st.neginf++;
+}
+
+// ======================================================================================
+// Generic path: any dtype, values as double.
+// ======================================================================================
+
 // Slot of finite v among the edges: upper_bound(edges, v), with v == last edge moved
 // into the last (closed) bin.
 struct EdgesSlot {
   const double* edges;
-  const EdgeKey* lookup;
+  const EdgeKey* keys;
   double last;
-  TBF_HD int64_t operator()(double v) const { return edges_upper_bound(v, edges, lookup) - (v == last); }
+  int64_t operator()(double v) const { return edges_upper_bound(v, edges, keys) - (v == last); }
 };
 
 struct UniformSlot {
   UniformBins bins;
-  TBF_HD int64_t operator()(double v) const { return bins.bucket(v) + 1; }
+  int64_t operator()(double v) const { return bins.bucket(v) + 1; }
 };
 
 // Finite statistics of a chunk, branch-free: non-finite values are replaced by neutral
-// elements. Four independent accumulators per sum keep the loop pipelined; their
-// combination order is fixed, so results do not depend on threads.
+// elements. Four independent accumulators per sum, combined in a fixed order.
 template <typename T>
 ChunkStats chunk_stats(const T* x, int64_t begin, int64_t end) {
-  const double inf = std::numeric_limits<double>::infinity();
-  double mn[4] = {inf, inf, inf, inf}, mx[4] = {-inf, -inf, -inf, -inf};
+  double mn[4] = {kInf, kInf, kInf, kInf}, mx[4] = {-kInf, -kInf, -kInf, -kInf};
   double s[4] = {0, 0, 0, 0}, q[4] = {0, 0, 0, 0};
   int64_t nan = 0, pinf = 0, ninf = 0;
   auto one = [&](double v, int j) {
     bool fin = is_finite(v);
     double z = fin ? v : 0.0;
-    mn[j] = std::min(mn[j], fin ? v : inf);
-    mx[j] = std::max(mx[j], fin ? v : -inf);
+    mn[j] = std::min(mn[j], fin ? v : kInf);
+    mx[j] = std::max(mx[j], fin ? v : -kInf);
     s[j] += z;
     q[j] += z * z;
     nan += v != v;
-    pinf += v == inf;
-    ninf += v == -inf;
+    pinf += v == kInf;
+    ninf += v == -kInf;
   };
   int64_t i = begin;
   for (; i + 4 <= end; i += 4) {
@@ -97,8 +122,6 @@ ChunkStats chunk_stats(const T* x, int64_t begin, int64_t end) {
           ninf};
 }
 
-// Bucket counts of a chunk's finite values into the scratch slots (two interleaved
-// counters per slot, see Scratch).
 template <typename T, typename SlotFn>
 void chunk_count(const T* x, int64_t begin, int64_t end, int64_t* slots, SlotFn slot) {
   int64_t i = begin;
@@ -113,6 +136,198 @@ void chunk_count(const T* x, int64_t begin, int64_t end, int64_t* slots, SlotFn 
   }
 }
 
+// ======================================================================================
+// float32-family path. Statistics live in 8 lanes: lane j takes elements begin + 8k + j.
+// ======================================================================================
+
+struct Lanes {
+  float mn[8], mx[8];
+  double s[8], q[8];
+};
+
+void lanes_init(Lanes& L) {
+  for (int j = 0; j < 8; ++j) {
+    L.mn[j] = std::numeric_limits<float>::infinity();
+    L.mx[j] = -std::numeric_limits<float>::infinity();
+    L.s[j] = L.q[j] = 0.0;
+  }
+}
+
+ChunkStats lanes_finish(const Lanes& L, const ChunkStats& nonfinite) {
+  ChunkStats st = nonfinite;
+  float mn = L.mn[0], mx = L.mx[0];
+  for (int j = 1; j < 8; ++j) {
+    mn = std::min(mn, L.mn[j]);
+    mx = std::max(mx, L.mx[j]);
+  }
+  st.mn = mn;
+  st.mx = mx;
+  st.sum = ((L.s[0] + L.s[1]) + (L.s[2] + L.s[3])) + ((L.s[4] + L.s[5]) + (L.s[6] + L.s[7]));
+  st.sumsq = ((L.q[0] + L.q[1]) + (L.q[2] + L.q[3])) + ((L.q[4] + L.q[5]) + (L.q[6] + L.q[7]));
+  return st;
+}
+
+template <typename T>
+inline float load_f32(const T* x, int64_t i);
+template <>
+inline float load_f32<float>(const float* x, int64_t i) {
+  return x[i];
+}
+template <>
+inline float load_f32<half_bits>(const half_bits* x, int64_t i) {
+  return half_to_float(x[i].bits);
+}
+template <>
+inline float load_f32<bf16_bits>(const bf16_bits* x, int64_t i) {
+  return bf16_to_float(x[i].bits);
+}
+
+// One element into lane j: the scalar definition of what the SIMD loop computes.
+inline void f32_one(float v, int j, Lanes& L, ChunkStats& nf, int64_t* slots, const uint64_t* tab,
+                    uint32_t ord_last) {
+  uint32_t bits;
+  memcpy(&bits, &v, 4);
+  if ((bits & 0x7F800000u) == 0x7F800000u) {
+    count_nonfinite(v, nf);
+    return;
+  }
+  L.mn[j] = std::min(L.mn[j], v);
+  L.mx[j] = std::max(L.mx[j], v);
+  double d = v;
+  L.s[j] += d;
+  L.q[j] += d * d;
+  if (slots) {
+    float c = v + 0.0f;  // -0.0 -> +0.0
+    memcpy(&bits, &c, 4);
+    slots[2 * f32_slot(ordered_bits_f32(bits), tab, ord_last) + (j & 1)]++;
+  }
+}
+
+template <typename T>
+void f32_chunk_scalar(const T* x, int64_t begin, int64_t end, int64_t* slots, const uint64_t* tab,
+                      uint32_t ord_last, Lanes& L, ChunkStats& nf) {
+  for (int64_t i = begin; i < end; ++i) f32_one(load_f32<T>(x, i), (int)((i - begin) & 7), L, nf, slots, tab, ord_last);
+}
+
+#ifdef TBF_X86
+template <typename T>
+__attribute__((target("avx2,f16c"))) inline __m256 load8(const T* x, int64_t i);
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256 load8<float>(const float* x, int64_t i) {
+  return _mm256_loadu_ps(x + i);
+}
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256 load8<half_bits>(const half_bits* x, int64_t i) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+}
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256 load8<bf16_bits>(const bf16_bits* x, int64_t i) {
+  __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+// 8 elements per step: finite test, lane statistics and ordered bits in AVX2; the table
+// loads and counter increments stay scalar (gathers are slower than scalar loads on the
+// CPUs we measured). Non-finite lanes are zeroed to ordered bits 0, which maps to slot 0.
+template <typename T>
+__attribute__((target("avx2,f16c"))) void f32_chunk_avx2(const T* x, int64_t begin, int64_t end, int64_t* slots,
+                                                         const uint64_t* tab, uint32_t ord_last, bool with_stats,
+                                                         Lanes& L, ChunkStats& nf) {
+  const __m256i exp_mask = _mm256_set1_epi32(0x7F800000);
+  const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 mn = _mm256_loadu_ps(L.mn), mx = _mm256_loadu_ps(L.mx);
+  __m256d s0 = _mm256_loadu_pd(L.s), s1 = _mm256_loadu_pd(L.s + 4);
+  __m256d q0 = _mm256_loadu_pd(L.q), q1 = _mm256_loadu_pd(L.q + 4);
+  alignas(32) uint32_t ord[8];
+  int64_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    __m256 v = load8<T>(x, i);
+    __m256i bits = _mm256_castps_si256(v);
+    __m256i nonfin = _mm256_cmpeq_epi32(_mm256_and_si256(bits, exp_mask), exp_mask);
+    int nf_mask = _mm256_movemask_ps(_mm256_castsi256_ps(nonfin));
+    if (__builtin_expect(nf_mask != 0, 0)) {
+      alignas(32) float tmp[8];
+      _mm256_store_ps(tmp, v);
+      for (int j = 0; j < 8; ++j)
+        if (nf_mask >> j & 1) count_nonfinite(tmp[j], nf);
+      v = _mm256_andnot_ps(_mm256_castsi256_ps(nonfin), v);  // non-finite -> +0.0 for the sums
+    }
+    if (with_stats) {
+      __m256 vmn = v, vmx = v;
+      if (__builtin_expect(nf_mask != 0, 0)) {
+        vmn = _mm256_blendv_ps(v, _mm256_set1_ps(std::numeric_limits<float>::infinity()),
+                               _mm256_castsi256_ps(nonfin));
+        vmx = _mm256_blendv_ps(v, _mm256_set1_ps(-std::numeric_limits<float>::infinity()),
+                               _mm256_castsi256_ps(nonfin));
+      }
+      mn = _mm256_min_ps(mn, vmn);
+      mx = _mm256_max_ps(mx, vmx);
+      __m256d d0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+      __m256d d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+      s0 = _mm256_add_pd(s0, d0);
+      s1 = _mm256_add_pd(s1, d1);
+      q0 = _mm256_add_pd(q0, _mm256_mul_pd(d0, d0));
+      q1 = _mm256_add_pd(q1, _mm256_mul_pd(d1, d1));
+    }
+    if (slots) {
+      __m256i b = _mm256_castps_si256(_mm256_add_ps(v, zero));
+      __m256i o = _mm256_xor_si256(b, _mm256_or_si256(_mm256_srai_epi32(b, 31), sign));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(ord), _mm256_andnot_si256(nonfin, o));
+      for (int j = 0; j < 8; ++j) slots[2 * f32_slot(ord[j], tab, ord_last) + (j & 1)]++;
+    }
+  }
+  _mm256_storeu_ps(L.mn, mn);
+  _mm256_storeu_ps(L.mx, mx);
+  _mm256_storeu_pd(L.s, s0);
+  _mm256_storeu_pd(L.s + 4, s1);
+  _mm256_storeu_pd(L.q, q0);
+  _mm256_storeu_pd(L.q + 4, q1);
+  for (; i < end; ++i) {  // tail: same lanes as the scalar definition
+    float v = load_f32<T>(x, i);
+    if (with_stats) {
+      f32_one(v, (int)((i - begin) & 7), L, nf, slots, tab, ord_last);
+    } else {
+      Lanes dummy = L;
+      f32_one(v, (int)((i - begin) & 7), dummy, nf, slots, tab, ord_last);
+    }
+  }
+}
+
+// TBFAST_DISABLE_SIMD=1 forces the scalar definition (tests compare the two bit for bit).
+bool cpu_has_avx2() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
+                         !(getenv("TBFAST_DISABLE_SIMD") && getenv("TBFAST_DISABLE_SIMD")[0] == '1');
+  return ok;
+}
+#endif
+
+template <typename T>
+void f32_chunk(const T* x, const Chunk& c, int64_t* slots, const EdgeLookup* lk, bool with_stats, ChunkStats* out) {
+  Lanes L;
+  lanes_init(L);
+  ChunkStats nf{0, 0, 0, 0, 0, 0, 0};
+  const uint64_t* tab = lk ? lk->f32 : nullptr;
+  uint32_t ord_last = lk ? lk->f32_ord_last : 0xFFFFFFFFu;
+#ifdef TBF_X86
+  if (cpu_has_avx2()) {
+    f32_chunk_avx2<T>(x, c.begin, c.end, slots, tab, ord_last, with_stats, L, nf);
+  } else
+#endif
+  {
+    f32_chunk_scalar<T>(x, c.begin, c.end, slots, tab, ord_last, L, nf);
+  }
+  if (with_stats) *out = lanes_finish(L, nf);
+}
+
+template <typename T>
+constexpr bool kIsF32Family = std::is_same<T, float>::value || std::is_same<T, half_bits>::value ||
+                              std::is_same<T, bf16_bits>::value;
+
+// ======================================================================================
+// Driver
+// ======================================================================================
+
 void flush(Scratch& sc, int64_t* row, int64_t num_bins) {
   int64_t* slots = sc.slots.data() + 2;  // skip slot 0
   for (int64_t b = 0; b < num_bins; ++b) {
@@ -122,14 +337,15 @@ void flush(Scratch& sc, int64_t* row, int64_t num_bins) {
       slots[2 * b] = slots[2 * b + 1] = 0;
     }
   }
+  sc.slots[0] = sc.slots[1] = sc.slots[2 * (num_bins + 1)] = sc.slots[2 * (num_bins + 1) + 1] = 0;
 }
 
 void reduce_stats(const HistogramParams& p, const std::vector<Chunk>& chunks, const std::vector<ChunkStats>& cs) {
   for (int64_t t = 0; t < p.num_tensors; ++t) {
     double* st = p.stats + t * kStatsPerTensor;
     int64_t* nf = p.nonfinite + t * kNonFinitePerTensor;
-    st[0] = std::numeric_limits<double>::infinity();
-    st[1] = -st[0];
+    st[0] = kInf;
+    st[1] = -kInf;
     st[2] = st[3] = 0.0;
     nf[0] = nf[1] = nf[2] = 0;
   }
@@ -149,11 +365,19 @@ void reduce_stats(const HistogramParams& p, const std::vector<Chunk>& chunks, co
 template <typename T>
 void run_chunk(const HistogramParams& p, const Chunk& c, Scratch& sc, bool with_stats, ChunkStats* out) {
   const T* x = reinterpret_cast<const T*>(p.data[c.tensor]);
+  int64_t* slots = p.counts ? sc.slots.data() : nullptr;
+  bool edges = p.mode == kEdges;
+  if constexpr (kIsF32Family<T>) {
+    if (!slots || (edges && p.lookup->f32_ok)) {
+      f32_chunk<T>(x, c, slots, slots ? p.lookup : nullptr, with_stats, out);
+      if (slots) flush(sc, p.counts + c.tensor * p.num_bins, p.num_bins);
+      return;
+    }
+  }
   if (with_stats) *out = chunk_stats<T>(x, c.begin, c.end);
-  if (p.counts == nullptr) return;
-  int64_t* slots = sc.slots.data();
-  if (p.mode == kEdges) {
-    chunk_count(x, c.begin, c.end, slots, EdgesSlot{p.edges, p.lookup, p.edges[p.num_bins]});
+  if (!slots) return;
+  if (edges) {
+    chunk_count(x, c.begin, c.end, slots, EdgesSlot{p.edges, p.lookup->keys, p.edges[p.num_bins]});
   } else {
     double first, last;
     if (p.mode == kUniformAuto) {
@@ -183,25 +407,72 @@ int run(const HistogramParams& p, bool with_stats, bool with_counts) {
   parallel_items((int64_t)chunks.size(), nt, [&](int64_t i, int tid) {
     const Chunk& c = chunks[i];
     ChunkStats* out = with_stats ? &cs[i] : nullptr;
-    TBF_DTYPE_SWITCH(q.dtypes[c.tensor], scalar_t,
-                     run_chunk<scalar_t>(q, c, scratch[tid], with_stats, out));
+    TBF_DTYPE_SWITCH(q.dtypes[c.tensor], scalar_t, run_chunk<scalar_t>(q, c, scratch[tid], with_stats, out));
   });
   if (with_stats) reduce_stats(p, chunks, cs);
   return 0;
 }
 
+float float_from_ordered(uint32_t o) {
+  uint32_t b = (o & 0x80000000u) ? (o ^ 0x80000000u) : ~o;
+  float f;
+  memcpy(&f, &b, 4);
+  return f;
+}
+
+// Smallest float32 >= e (e finite double); +inf when e exceeds every finite float.
+float f32_ceil(double e) {
+  float f = (float)e;
+  if ((double)f < e) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+  return f + 0.0f;
+}
+
+void build_f32_lookup(const double* edges, int64_t num_edges, EdgeLookup* lk) {
+  lk->f32_ok = 1;
+  for (int64_t k = 0; k < kLookupSize; ++k) {
+    float lo = float_from_ordered((uint32_t)k << 16);
+    float hi = k + 1 < kLookupSize ? float_from_ordered((uint32_t)(k + 1) << 16) : std::numeric_limits<float>::infinity();
+    if (std::isnan(lo) || std::isinf(lo)) {  // keys holding only Inf/NaN patterns: slot 0
+      lk->f32[k] = 0xFFFFFFFFull;
+      continue;
+    }
+    double dlo = lo, dhi = std::isnan(hi) ? std::numeric_limits<double>::infinity() : (double)hi;
+    int64_t base = std::lower_bound(edges, edges + num_edges, dlo) - edges;  // edges < lo
+    int64_t end = std::lower_bound(edges, edges + num_edges, dhi) - edges;   // edges < hi
+    if (end - base > 1) lk->f32_ok = 0;
+    uint32_t edge_ord = 0xFFFFFFFFu;
+    if (end > base) {
+      float up = f32_ceil(edges[base]);
+      uint32_t b;
+      memcpy(&b, &up, 4);
+      edge_ord = ordered_bits_f32(b);
+    }
+    lk->f32[k] = ((uint64_t)base << 32) | edge_ord;
+  }
+  double last = edges[num_edges - 1];
+  float lf = (float)last;
+  lk->f32_ord_last = 0xFFFFFFFFu;
+  if (std::isfinite(last) && (double)lf == last) {
+    float c = lf + 0.0f;
+    uint32_t b;
+    memcpy(&b, &c, 4);
+    lk->f32_ord_last = ordered_bits_f32(b);
+  }
+}
+
 }  // namespace
 
-void build_edge_lookup(const double* edges, int64_t num_edges, EdgeKey* lookup) {
+void build_edge_lookup(const double* edges, int64_t num_edges, EdgeLookup* lookup) {
   int64_t e = 0;
   for (int64_t k = 0; k < kLookupSize; ++k) {
     while (e < num_edges && lookup_key(edges[e]) < k) ++e;
     int64_t f = e;
     while (f < num_edges && lookup_key(edges[f]) == k) ++f;
-    lookup[k].base = (int32_t)e;
-    lookup[k].count = (int32_t)(f - e);
-    lookup[k].edge = f > e ? edges[e] : std::numeric_limits<double>::infinity();
+    lookup->keys[k].base = (int32_t)e;
+    lookup->keys[k].count = (int32_t)(f - e);
+    lookup->keys[k].edge = f > e ? edges[e] : kInf;
   }
+  build_f32_lookup(edges, num_edges, lookup);
 }
 
 int histogram_stats_cpu(const HistogramParams& p) { return run(p, true, false); }

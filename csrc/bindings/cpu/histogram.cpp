@@ -6,7 +6,7 @@ static PyObject* build_lookup(PyObject*, PyObject* args) {
   unsigned long long edges, lookup;
   long long num_edges;
   if (!PyArg_ParseTuple(args, "KLK", &edges, &num_edges, &lookup)) return nullptr;
-  Py_BEGIN_ALLOW_THREADS tbfast::build_edge_lookup(tbf_ptr<const double>(edges), num_edges, tbf_ptr<tbfast::EdgeKey>(lookup));
+  Py_BEGIN_ALLOW_THREADS tbfast::build_edge_lookup(tbf_ptr<const double>(edges), num_edges, tbf_ptr<tbfast::EdgeLookup>(lookup));
   Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
@@ -27,7 +27,7 @@ static PyObject* histogram(PyObject*, PyObject* args) {
   p.mode = mode;
   p.num_bins = num_bins;
   p.edges = tbf_ptr<const double>(edges);
-  p.lookup = tbf_ptr<const tbfast::EdgeKey>(lookup);
+  p.lookup = tbf_ptr<const tbfast::EdgeLookup>(lookup);
   p.ranges = tbf_ptr<const double>(ranges);
   p.counts = tbf_ptr<int64_t>(counts);
   p.stats = tbf_ptr<double>(stats);
