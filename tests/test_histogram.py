@@ -354,12 +354,15 @@ F32_SCRIPT = """
 import sys, numpy as np, torch, tbfast
 rng = np.random.default_rng(7)
 out = []
-for dtype in (torch.float32, torch.float16, torch.bfloat16):
+for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
     for n in (1, 7, 8, 9, 65543, 300001):
         x = torch.from_numpy(rng.standard_normal(n) * 10 ** rng.uniform(-8, 8, n)).to(dtype)
         x[:: 97] = float("nan"); x[3 :: 101] = float("inf"); x[5 :: 103] = -0.0
-        r = tbfast.histogram(x, backend="native")
-        out.append((r.numpy()[0].tolist(), r.stats.tolist(), r.nonfinite.tolist()))
+        for bins in ("tensorflow", 37, 1000):
+            r = tbfast.histogram(x, bins=bins, backend="native")
+            ref = np.histogram(x.double().numpy()[np.isfinite(x.double().numpy())], bins=r.numpy()[1])[0]
+            assert (r.numpy()[0] == ref).all(), (dtype, n, bins)
+            out.append((r.numpy()[0].tolist(), r.stats.tolist(), r.nonfinite.tolist()))
 print(repr(out))
 """
 
