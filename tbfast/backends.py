@@ -129,9 +129,4 @@ def table():
 
 def _load_ops():
     # Importing the op modules registers their implementations.
-    from . import histogram  # noqa: F401
-    for mod in ("pr_curve", "image"):
-        try:
-            __import__(f"tbfast.{mod}")
-        except ImportError:
-            pass
+    from . import histogram, image, png, pr_curve  # noqa: F401
