@@ -117,4 +117,5 @@ def extensions():
     return exts
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
+if __name__ == "__main__":  # setuptools runs this file as __main__; tests import extensions()
+    setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

@@ -84,3 +84,29 @@ def test_build_never_imports_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "tbfast" in out.stdout
+
+
+@pytest.mark.parametrize("mode", ["off", "auto", "on"])
+def test_cuda_build_switch(monkeypatch, mode):
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("tbfast_setup", os.path.join(ROOT, "setup.py"))
+    setup_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_mod)  # guarded: does not run setup()
+    monkeypatch.setenv("TBFAST_CUDA", mode)
+    monkeypatch.setenv("TBFAST_CUDA_ARCHS", "90")
+    have_nvcc = setup_mod._find_nvcc() is not None
+    if mode == "on" and not have_nvcc:
+        with pytest.raises(SystemExit, match="nvcc"):
+            setup_mod.extensions()
+        return
+    names = [e.name for e in setup_mod.extensions()]
+    assert names[0] == "tbfast._C"
+    assert ("tbfast._C_cuda" in names) == (mode != "off" and have_nvcc)
+    if "tbfast._C_cuda" in names:
+        cuda = [e for e in setup_mod.extensions() if e.name == "tbfast._C_cuda"][0]
+        assert any(src.endswith(".cu") for src in cuda.sources)
+        assert "cudart_static" in cuda.libraries
+    monkeypatch.setenv("TBFAST_NATIVE", "off")
+    assert setup_mod.extensions() == []

@@ -62,6 +62,9 @@ def tensors():
     yield "int16", torch.randint(-30000, 30000, (4000,), dtype=torch.int16, generator=g)
     yield "bool", torch.rand(777, generator=g) > 0.3
     yield "f16", torch.randn(3333, generator=g).half() * 100
+    yield "uint16", torch.from_numpy(np.arange(0, 65535, 7, dtype=np.uint16))
+    yield "uint32", torch.from_numpy(np.arange(0, 2 ** 32 - 1, 2 ** 20 + 3, dtype=np.uint32))
+    yield "uint64", torch.from_numpy(np.array([0, 1, 2 ** 53 + 1, 2 ** 63, 2 ** 64 - 1], dtype=np.uint64))
     yield "matrix_t", torch.randn(61, 37, generator=g).t()
 
 
