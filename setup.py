@@ -54,6 +54,17 @@ def _cuda_home(nvcc):
 class BuildExt(build_ext):
     """Compiles .cu sources with nvcc before the normal C++ link of the CUDA module."""
 
+    def copy_file(self, infile, outfile, *args, **kwargs):
+        # In-place builds replace modules by rename, never by rewriting the file: a process
+        # that has the old module loaded keeps a valid mapping instead of crashing.
+        if not outfile.endswith((".so", ".pyd")):
+            return super().copy_file(infile, outfile, *args, **kwargs)
+        tmp = outfile + ".tmp"
+        shutil.copyfile(infile, tmp)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, outfile)
+        return outfile, 1
+
     def build_extension(self, ext):
         cu_sources = [s for s in ext.sources if s.endswith(".cu")]
         if cu_sources:
