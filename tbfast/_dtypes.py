@@ -25,8 +25,18 @@ NUMPY_STORAGE = {
 }
 
 
+_cache = {}
+
+
 def code_of(dtype):
     """Dtype code of a torch or NumPy dtype; TypeError for anything unsupported."""
+    code = _cache.get(dtype)
+    if code is None:
+        code = _cache[dtype] = _code_of(dtype)
+    return code
+
+
+def _code_of(dtype):
     name = str(dtype)
     if name.startswith("torch."):
         name = name[len("torch."):]

@@ -28,7 +28,8 @@ class Flat:
 
     ptr: int address of element 0; numel: element count; dtype: code (tbfast._dtypes);
     device: 'cpu' or 'cuda'; device_index: int or None; owner: the object that keeps the
-    memory alive (torch tensor or NumPy array, already flat and in memory order).
+    memory alive (torch tensor or NumPy array; its memory holds the ``numel`` elements
+    contiguously from ``ptr``). :meth:`flat_owner` gives it as a 1-D detached view.
     """
 
     __slots__ = ("ptr", "numel", "dtype", "device", "device_index", "owner")
@@ -41,12 +42,19 @@ class Flat:
     def is_torch(self):
         return is_torch_tensor(self.owner)
 
+    def flat_owner(self):
+        """The owner as a detached 1-D tensor / array over the same memory."""
+        if self.is_torch:
+            t = self.owner.detach()
+            return t.reshape(-1) if t.is_contiguous() else t.as_strided((self.numel,), (1,))
+        return self.owner
+
     def numpy(self):
         """Flat NumPy view (CPU only). bfloat16 comes back as its raw uint16 bits."""
         if self.device != "cpu":
             raise ValueError("numpy() of a CUDA input")
         if self.is_torch:
-            t = self.owner
+            t = self.flat_owner()
             if self.dtype == _dtypes.BFLOAT16:
                 t = t.view(_torch().int16)
             return t.numpy().view(_dtypes.NUMPY_STORAGE[self.dtype])
@@ -94,25 +102,24 @@ def flat(values, name="values", order_matters=False):
 
 def _flat_torch(t, name, order_matters):
     torch = _torch()
-    t = t.detach()
-    if t.is_complex() or t.is_quantized or t.layout != torch.strided:
-        raise TypeError(f"{name}: unsupported tensor (dtype {t.dtype}, layout {t.layout})")
     try:
         code = _dtypes.code_of(t.dtype)
     except TypeError as exc:
         raise TypeError(f"{name}: {exc}") from None
-    if t.device.type not in ("cpu", "cuda"):
-        if t.device.type == "meta":
-            raise ValueError(f"{name} is a meta tensor: it has no data to summarise")
-        t = t.cpu()  # other accelerators: computed on the host
-    if t.is_conj() or t.is_neg():
-        t = t.resolve_conj().resolve_neg()
-    n = t.numel()
-    if t.is_contiguous():
-        t = t.view(-1)
-    elif not order_matters and _dense_order(t.shape, t.stride()):
-        t = t.as_strided((n,), (1,))
-    else:
-        t = t.contiguous().view(-1)
+    if t.layout != torch.strided or t.is_quantized:
+        raise TypeError(f"{name}: unsupported tensor (dtype {t.dtype}, layout {t.layout})")
     dev = t.device
+    if dev.type not in ("cpu", "cuda"):
+        if dev.type == "meta":
+            raise ValueError(f"{name} is a meta tensor: it has no data to summarise")
+        t, dev = t.cpu(), torch.device("cpu")  # other accelerators: computed on the host
+    if t.is_neg():  # a lazily negated view: its memory holds the un-negated values
+        t = t.resolve_neg()
+    n = t.numel()
+    if t.is_contiguous():  # the common case: read in place, flat view made only if asked
+        pass
+    elif not order_matters and _dense_order(t.shape, t.stride()):
+        t = t.detach().as_strided((n,), (1,))
+    else:
+        t = t.detach().contiguous()
     return Flat(t.data_ptr(), n, code, dev.type, dev.index if dev.type == "cuda" else None, t)

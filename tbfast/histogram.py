@@ -105,7 +105,7 @@ def _estimator_bins(name, flats):
 
 def _finite_float64(f):
     if f.is_torch:
-        vals = f.owner.cpu().double().numpy()
+        vals = f.flat_owner().cpu().double().numpy()
     else:
         vals = _host_float64(f.numpy(), f.dtype)
     return vals[np.isfinite(vals)]
@@ -233,7 +233,7 @@ def _torch_float64(f, dev):
     import torch
 
     if f.is_torch:
-        return f.owner.to(device=dev, dtype=torch.float64)
+        return f.flat_owner().to(device=dev, dtype=torch.float64)
     return torch.from_numpy(_host_float64(f.numpy(), f.dtype))
 
 
@@ -286,12 +286,13 @@ class HistogramResult:
     counted in ``num`` and the statistics but in no bucket, as in torch.
     """
 
-    __slots__ = ("_arrays", "_host", "numel", "backend", "_torch_out")
+    __slots__ = ("_arrays", "_host", "numel", "backend", "_torch_out", "support")
 
-    def __init__(self, counts, limits, stats, nonfinite, numel, backend, torch_out):
+    def __init__(self, counts, limits, stats, nonfinite, numel, backend, torch_out, support=None):
         self._arrays = (counts, limits, stats, nonfinite)  # NumPy (CPU kernels) or torch
         self._host = None
         self.numel, self.backend, self._torch_out = numel, backend, torch_out
+        self.support = support  # (first, last + 1) non-empty bins if known, (0, 0) if none
 
     def _out(self, i):
         x = self._arrays[i]
@@ -311,8 +312,10 @@ class HistogramResult:
     def host(self):
         """(counts, limits, stats, nonfinite) as host NumPy arrays (cached)."""
         if self._host is None:
-            self._host = tuple(x.cpu().numpy() if _tensor.is_torch_tensor(x) else np.asarray(x)
-                               for x in self._arrays)
+            arrays = self._arrays
+            if not all(isinstance(x, np.ndarray) for x in arrays):
+                arrays = tuple(x.cpu().numpy() if _tensor.is_torch_tensor(x) else np.asarray(x) for x in arrays)
+            self._host = arrays
         return self._host
 
     def numpy(self):
@@ -385,6 +388,18 @@ def merge_max_bins(counts, limits, max_bins):
     return counts, new_limits
 
 
+def _supports(counts):
+    """[(first, last + 1)] of the non-empty bins of each row of counts [T, B], for all
+    rows in one vectorised pass ((0, 0) for an empty row)."""
+    nz = counts != 0
+    first = nz.argmax(axis=1)
+    end = counts.shape[1] - nz[:, ::-1].argmax(axis=1)
+    empty = ~nz[np.arange(len(counts)), first]
+    first[empty] = 0
+    end[empty] = 0
+    return list(zip(first.tolist(), end.tolist()))
+
+
 def _check_max_bins(max_bins):
     if max_bins is None:
         return
@@ -408,6 +423,7 @@ def _compute(named_flats, bins, max_bins, backend):
         used, impl = backends.select("histogram", device, backend)
         counts, stats, nonfinite = impl(flats, spec)
         host_stats = None
+        support = _supports(counts) if max_bins is None and isinstance(counts, np.ndarray) else None
         for row, i in enumerate(idx):
             f = flats[row]
             if spec.mode == UNIFORM_AUTO:
@@ -421,7 +437,8 @@ def _compute(named_flats, bins, max_bins, backend):
                                  f"{spec.num_bins} finite-sized bins over [{limits[0]!r}, {limits[-1]!r}] "
                                  "(numpy raises the same)")
             c, lim = merge_max_bins(counts[row], limits, max_bins)
-            results[i] = HistogramResult(c, lim, stats[row], nonfinite[row], f.numel, used, f.is_torch)
+            results[i] = HistogramResult(c, lim, stats[row], nonfinite[row], f.numel, used, f.is_torch,
+                                         None if support is None else support[row])
     return results
 
 

@@ -21,12 +21,15 @@ from .proto import HistogramProto, Summary
 NONFINITE_SUFFIXES = ("nan_count", "posinf_count", "neginf_count")
 
 
-def _trim(counts, limits, max_value):
-    """torch's support trimming (spec 1.3 steps 4-5): (bucket, bucket_limit) arrays."""
-    nonzero = np.flatnonzero(counts)
-    if nonzero.size == 0:  # nothing bucketed: one empty bucket instead of torch's error
+def _trim(counts, limits, max_value, support=None):
+    """torch's support trimming (spec 1.3 steps 4-5): (bucket, bucket_limit) arrays.
+    ``support`` = (first, last + 1) non-empty bins when already known."""
+    if support is None:
+        nonzero = np.flatnonzero(counts)
+        support = (int(nonzero[0]), int(nonzero[-1]) + 1) if nonzero.size else (0, 0)
+    start, end = support
+    if end == 0:  # nothing bucketed: one empty bucket instead of torch's error
         return np.zeros(1), np.array([max_value], dtype=np.float64)
-    start, end = int(nonzero[0]), int(nonzero[-1]) + 1
     if start > 0:
         bucket = counts[start - 1:end]
     else:
@@ -60,7 +63,7 @@ def histogram_summary_bytes(tag, result):
     """Serialised Summary with one histogram value under ``tag`` (the hot path: wire
     encoding straight from the result's arrays; parses to histogram_summary's message)."""
     counts, limits, mn, mx, num, s, sq = _stats(result)
-    bucket, bucket_limit = _trim(counts, limits, mx)
+    bucket, bucket_limit = _trim(counts, limits, mx, result.support)
     return _wire.summary_value(tag, 5, _wire.histogram_proto(mn, mx, num, s, sq, bucket_limit, bucket))
 
 
