@@ -6,7 +6,8 @@ Correctness first: tbfast's decoded pixels must equal torch's ``add_images`` pix
 * ``add_images`` end to end (pixels -> Summary proto): torch, tensorboardX, tbfast;
 * grid time (tensor -> uint8 HWC) and encode time (uint8 -> PNG) separately, for tbfast
   and for torch's pieces (its ``convert_to_HWC`` + conversion, and PIL's encoder);
-* PNG sizes: tbfast (default, and zlib level 6) against PIL's for the same pixels.
+* PNG sizes: tbfast (default: the native encoder; zlib level 1 Z_RLE, the previous
+  default; zlib level 6) against PIL's for the same pixels.
 
 Images are smooth synthetic pictures (gradients, discs) with mild noise, seeded.
 """
@@ -118,7 +119,8 @@ def run(ctx):
         ctx.time(SUITE, case, "tbfast grid", lambda: torch_image_pixels(x, "NCHW"), repeat=repeat)
         pil_png = _pil_png(pix_np)
         ctx.time(SUITE, case, "PIL encode (torch's)", lambda: _pil_png(pix_np), repeat=repeat, bytes=len(pil_png))
-        for label, kw in (("tbfast encode", {}), ("tbfast encode level=6 default", dict(level=6, strategy="default"))):
+        for label, kw in (("tbfast encode", {}), ("tbfast encode zlib level=1 rle", dict(level=1, strategy="rle")),
+                          ("tbfast encode level=6 default", dict(level=6, strategy="default"))):
             data = png.encode_png(pixels, **kw)
             if not np.array_equal(_decode(data), pix_np):
                 raise AssertionError(f"{case}: {label} does not decode to the pixels")

@@ -11,7 +11,7 @@
 // The layout (cells, padding, canvas size, pad byte) is decided by the Python layer and
 // only followed here; the kernels trust their inputs.
 //
-// The second half of the file is PNG row filtering (the encode step of image summaries).
+// PNG encoding of the canvas (filtering, deflate) is the png op: csrc/png.h.
 #pragma once
 #include <cstdint>
 
@@ -103,42 +103,5 @@ TBF_HD void grid_row(const ImageGridParams& p, int64_t r, int64_t* band, int64_t
 int image_ranges_cpu(const ImageGridParams& p);
 // image_grid_cpu: the canvas. For kNormRange the caller sets lo/hi (from ranges if needed).
 int image_grid_cpu(const ImageGridParams& p);
-
-// ---------------------------------------------------------------- PNG filtering ---------
-//
-// PNG filter types (PNG spec 9.2). kFilterAdaptive picks, per row, the type whose
-// output has the smallest sum of |byte as int8| (libpng's and Pillow's heuristic).
-
-enum PngFilter : int32_t {
-  kFilterNone = 0,
-  kFilterSub = 1,
-  kFilterUp = 2,
-  kFilterAverage = 3,
-  kFilterPaeth = 4,
-  kFilterAdaptive = 5,
-};
-
-struct PngFilterParams {
-  const uint8_t* in;       // [height, in_row_stride] raw rows
-  int64_t height;
-  int64_t row_bytes;       // width * bytes per pixel
-  int64_t in_row_stride;   // bytes between input rows
-  int64_t bpp;             // bytes per pixel (1..4)
-  int32_t filter;          // PngFilter
-  uint8_t* out;            // [height, row_bytes + 1]: filter byte, then filtered row
-  int32_t num_threads;
-};
-
-TBF_HD uint8_t paeth_predictor(uint8_t a, uint8_t b, uint8_t c) {
-  int32_t p = (int32_t)a + b - c;
-  int32_t pa = p > a ? p - a : a - p;
-  int32_t pb = p > b ? p - b : b - p;
-  int32_t pc = p > c ? p - c : c - p;
-  if (pa <= pb && pa <= pc) return a;
-  if (pb <= pc) return b;
-  return c;
-}
-
-int png_filter_cpu(const PngFilterParams& p);
 
 }  // namespace tbfast
