@@ -12,7 +12,8 @@ NaN pixels are written as 0. ``add_image_grid`` is torchvision's ``make_grid`` w
 padding and normalisation; there 1-channel input stays a grayscale PNG.
 
 PNG: :func:`tbfast.png.encode_png` with its defaults; a writer may set the attribute
-``image_png_level`` (zlib level 0-9) to trade speed for size.
+``image_png_level`` to trade speed for size: 0-1 use tbfast's native encoder (1, the
+default, compresses), 2-9 zlib at that level.
 """
 
 from . import image as _image
@@ -53,7 +54,7 @@ class ImageLogging:
     """Writer methods for images. The host class provides ``_write_summary``."""
 
     ACCELERATED = ("add_image", "add_images")
-    image_png_level = None  # zlib level for image summaries; None: tbfast.png.DEFAULT_LEVEL
+    image_png_level = None  # PNG level (0-1 native encoder, 2-9 zlib); None: tbfast.png.DEFAULT_LEVEL
 
     def add_image(self, tag, img_tensor, global_step=None, walltime=None, dataformats="CHW"):
         """torch's ``add_image``: one image, ``dataformats`` CHW (default), HWC, HW, ...;
