@@ -1,13 +1,13 @@
 """Histogram suite: tbfast vs torch.utils.tensorboard, tensorboardX, np.histogram and
 torch.histc on the same tensors, in one run. Correctness is checked first."""
 
-import os
-
 import numpy as np
 import torch
 
 import tbfast
 from tbfast.histogram_logging import histogram_result_proto
+
+from . import harness
 
 SUITE = "histogram"
 
@@ -24,26 +24,11 @@ def _check(x):
         raise AssertionError("tbfast histogram statistics differ from torch's")
 
 
-def _writers(ctx, name):
-    from torch.utils.tensorboard import SummaryWriter as TorchWriter
-
-    ws = {"torch": TorchWriter(os.path.join(ctx.logdir, f"{name}-torch"), max_queue=1000)}
-    try:
-        import tensorboardX
-
-        ws["tensorboardX"] = tensorboardX.SummaryWriter(os.path.join(ctx.logdir, f"{name}-tensorboardX"),
-                                                        max_queue=1000)
-    except ImportError:
-        pass
-    ws["tbfast"] = tbfast.SummaryWriter(os.path.join(ctx.logdir, f"{name}-tbfast"), max_queue=1000)
-    return ws
-
-
 def run(ctx):
     gen = torch.Generator().manual_seed(0)
     sizes = [10 ** 4, 10 ** 5, 10 ** 6, 10 ** 7] + ([] if ctx.quick else [10 ** 8])
     _check(torch.randn(100_003, generator=gen))
-    ws = _writers(ctx, "histogram")
+    ws = harness.writers(ctx, "histogram")
     edges = tbfast.default_edges()
     step = [0]
 

@@ -113,3 +113,21 @@ def write_json(path, ctx, mode):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
         json.dump({"machine": machine(), "mode": mode, "rows": ctx.rows}, f, indent=1)
+
+
+def writers(ctx, name):
+    """{'torch', 'tensorboardX' (if importable), 'tbfast'}: SummaryWriters of the three
+    libraries, each into its own run directory ``<ctx.logdir>/<name>-<library>``."""
+    import tbfast
+    from torch.utils.tensorboard import SummaryWriter as TorchWriter
+
+    ws = {"torch": TorchWriter(os.path.join(ctx.logdir, f"{name}-torch"), max_queue=1000)}
+    try:
+        import tensorboardX
+
+        ws["tensorboardX"] = tensorboardX.SummaryWriter(os.path.join(ctx.logdir, f"{name}-tensorboardX"),
+                                                        max_queue=1000)
+    except ImportError:
+        print("  tensorboardX not importable: skipped")
+    ws["tbfast"] = tbfast.SummaryWriter(os.path.join(ctx.logdir, f"{name}-tbfast"), max_queue=1000)
+    return ws
