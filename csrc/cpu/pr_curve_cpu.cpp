@@ -7,12 +7,24 @@
 // thread count. Weighted, each thread sums one block into a float64 scratch array, then
 // waits for its turn and adds the touched part of the scratch into the output in block
 // order: the same order of float64 additions as np.histogram, whatever the thread count.
+//
+// float32 probabilities, unweighted (the common case) take an AVX2 path when the CPU has
+// it: the bucket offsets of 8 elements at a time in SIMD, scalar increments into int32
+// counters (see "AVX2 path" below). Its scalar twin is the generic code, which gives the
+// same counts; TBFAST_DISABLE_SIMD=1 forces it.
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <thread>
 #include <type_traits>
 #include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TBF_X86 1
+#endif
 
 #include "cpu/parallel.h"
 #include "pr_curve.h"
@@ -75,6 +87,11 @@ struct Lab {
     return v == L(0) ? 0 : (v == L(1) ? 1 : -1);
   }
   static int64_t index(const L* l, int64_t i) {
+    if (std::is_integral<L>::value) {
+      // Every kernel integer type fits int64; out-of-range values stay out of range.
+      int64_t k = (int64_t)l[i];
+      return k >= 0 ? k : -1;
+    }
     double d = (double)l[i];
     if (!(d >= 0 && d < 9.2e18)) return -1;
     int64_t k = (int64_t)d;
@@ -97,6 +114,8 @@ struct Scratch {
   std::vector<double> sums;        // weighted: [C, T, 2], zero between blocks
   std::vector<int64_t> lo, hi;     // weighted: touched bucket range per class
   std::vector<double> row;         // softmax: exp(x - max) of one row
+  std::vector<int32_t> c32;        // AVX2 path: int32 counters, [copies][C, T, 2]
+  int64_t rows32 = 0;              // rows counted into c32 since its last flush
   int64_t bad[kNumBadKinds] = {0};
 };
 
@@ -255,6 +274,221 @@ void block_rows(const PRCurveParams& p, const Ctx& k, int64_t r0, int64_t r1, Sc
   }
 }
 
+// ---- AVX2 path: float32 probabilities, unweighted -----------------------------------------
+//
+// The rows of a block are read as one flat float32 stream, G rows (G * C elements, a
+// multiple of 8) at a time: V = G * C / 8 vectors whose lane -> (class, row in group)
+// pattern is the same for every group, so it is precomputed once (LanePlan). Per group:
+// one pass checks every prediction (and 0/1 label) in SIMD; a group with any bad value
+// (or bad class index) is handed whole to the scalar code, which counts the bad values
+// and the good elements exactly as it always does. Otherwise a second pass computes each
+// lane's counter offset, class * 2T + 2 * floor(p * (T-1)) + positive, with the same
+// float32 multiply and truncation as pr_bucket_f32 (so the buckets are the scalar
+// ones), and increments the counters one by one: the increments are the bottleneck, and
+// gathers/scatters or conflict detection would not be faster. Counters are int32 per
+// thread (half the cache footprint of int64), flushed into the thread's int64 counts
+// before they could overflow and at the end. A binary curve (C = 1) sends odd lanes to a
+// second copy of the counters, so that runs of equal buckets do not serialise on one
+// memory location.
+
+constexpr int64_t kSimdMaxClasses = 1024;           // lane tables: V <= C vectors
+constexpr int64_t kSimdInt32Cells = int64_t(1) << 18;  // int32 counters up to 1 MiB
+
+struct LanePlan {
+  int64_t G = 0, V = 0;  // rows and vectors per group; V == 0: no SIMD path
+  int64_t copies = 1;     // counter copies (2 for a binary curve)
+  std::vector<int32_t> base, cls, row;  // per lane: class * 2T (+ copy offset), class, row in group
+};
+
+#ifdef TBF_X86
+bool cpu_has_avx2() {
+  static const bool ok = __builtin_cpu_supports("avx2") &&
+                         !(getenv("TBFAST_DISABLE_SIMD") && getenv("TBFAST_DISABLE_SIMD")[0] == '1');
+  return ok;
+}
+
+LanePlan make_plan(const Ctx& k) {
+  LanePlan plan;
+  int64_t g = 8;
+  while (g > 1 && (k.C * (g / 2)) % 8 == 0) g /= 2;  // smallest G with G * C % 8 == 0
+  plan.G = g;
+  plan.V = g * k.C / 8;
+  const int64_t cells = k.C * k.T * 2;
+  plan.copies = (k.C == 1 && cells <= kSimdInt32Cells / 2) ? 2 : 1;
+  for (int64_t e = 0; e < plan.V * 8; ++e) {
+    int64_t c = e % k.C;
+    plan.cls.push_back((int32_t)c);
+    plan.row.push_back((int32_t)(e / k.C));
+    plan.base.push_back((int32_t)(c * 2 * k.T + (plan.copies == 2 && (e & 1) ? cells : 0)));
+  }
+  return plan;
+}
+
+// Lanes of v that are not in [0, 1] as float32 bit patterns: +0 .. 1.0 or -0.0 (Pred<float>::in_unit).
+__attribute__((target("avx2"))) inline int bad_pred_lanes(__m256 v) {
+  const __m256i one = _mm256_set1_epi32(0x3F800000), negz = _mm256_set1_epi32((int)0x80000000u);
+  __m256i b = _mm256_castps_si256(v);
+  __m256i ok = _mm256_or_si256(_mm256_cmpeq_epi32(_mm256_min_epu32(b, one), b), _mm256_cmpeq_epi32(b, negz));
+  return _mm256_movemask_ps(_mm256_castsi256_ps(ok)) ^ 0xFF;
+}
+
+// 0/1 labels of 8 elements as int32 0/1 lanes; bad gets a bit per lane that is neither
+// (Lab<L>::bit: any non-zero bool byte is true).
+template <typename L>
+__attribute__((target("avx2"))) inline __m256i load_bits8(const L* l, int64_t e, int& bad);
+
+// Low 32 bits of 8 int64 lanes (a: 0-3, b: 4-7) in order.
+__attribute__((target("avx2"))) inline __m256i pack_lo32(__m256i a, __m256i b) {
+  __m256 s = _mm256_shuffle_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), _MM_SHUFFLE(2, 0, 2, 0));
+  return _mm256_permute4x64_epi64(_mm256_castps_si256(s), _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+__attribute__((target("avx2"))) inline __m256i bits_le1(__m256i w, int& bad) {
+  const __m256i one = _mm256_set1_epi32(1);
+  bad |= _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_min_epu32(w, one), w))) ^ 0xFF;
+  return w;
+}
+template <>
+__attribute__((target("avx2"))) inline __m256i load_bits8<bool>(const bool* l, int64_t e, int&) {
+  __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(l + e)));
+  return _mm256_min_epu32(w, _mm256_set1_epi32(1));
+}
+template <>
+__attribute__((target("avx2"))) inline __m256i load_bits8<uint8_t>(const uint8_t* l, int64_t e, int& bad) {
+  return bits_le1(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(l + e))), bad);
+}
+template <>
+__attribute__((target("avx2"))) inline __m256i load_bits8<int32_t>(const int32_t* l, int64_t e, int& bad) {
+  return bits_le1(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(l + e)), bad);
+}
+template <>
+__attribute__((target("avx2"))) inline __m256i load_bits8<int64_t>(const int64_t* l, int64_t e, int& bad) {
+  __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(l + e));
+  __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(l + e + 4));
+  const __m256i not1 = _mm256_set1_epi64x(~int64_t(1)), zero = _mm256_setzero_si256();
+  __m256i ok = pack_lo32(_mm256_cmpeq_epi64(_mm256_and_si256(a, not1), zero),
+                         _mm256_cmpeq_epi64(_mm256_and_si256(b, not1), zero));
+  bad |= _mm256_movemask_ps(_mm256_castsi256_ps(ok)) ^ 0xFF;
+  return pack_lo32(a, b);
+}
+template <>
+__attribute__((target("avx2"))) inline __m256i load_bits8<float>(const float* l, int64_t e, int& bad) {
+  __m256 v = _mm256_loadu_ps(l + e);
+  __m256 is1 = _mm256_cmp_ps(v, _mm256_set1_ps(1.0f), _CMP_EQ_OQ);
+  __m256 ok = _mm256_or_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_EQ_OQ), is1);
+  bad |= _mm256_movemask_ps(ok) ^ 0xFF;
+  return _mm256_and_si256(_mm256_castps_si256(is1), _mm256_set1_epi32(1));
+}
+template <>
+__attribute__((target("avx2"))) inline __m256i load_bits8<double>(const double* l, int64_t e, int& bad) {
+  __m256d a = _mm256_loadu_pd(l + e), b = _mm256_loadu_pd(l + e + 4);
+  const __m256d one = _mm256_set1_pd(1.0), zero = _mm256_setzero_pd();
+  __m256i a1 = _mm256_castpd_si256(_mm256_cmp_pd(a, one, _CMP_EQ_OQ));
+  __m256i b1 = _mm256_castpd_si256(_mm256_cmp_pd(b, one, _CMP_EQ_OQ));
+  __m256i a0 = _mm256_castpd_si256(_mm256_cmp_pd(a, zero, _CMP_EQ_OQ));
+  __m256i b0 = _mm256_castpd_si256(_mm256_cmp_pd(b, zero, _CMP_EQ_OQ));
+  __m256i is1 = pack_lo32(a1, b1);
+  __m256i ok = _mm256_or_si256(pack_lo32(a0, b0), is1);
+  bad |= _mm256_movemask_ps(_mm256_castsi256_ps(ok)) ^ 0xFF;
+  return _mm256_and_si256(is1, _mm256_set1_epi32(1));
+}
+
+// Class indices of rows r .. r + G - 1 as int32 lanes 0 .. G - 1; bad is set when one is
+// outside [0, C). int32/int64 labels in SIMD when G >= 4 (the common case: C = 10 has
+// G = 4); else scalar (lanes built from memory: a store-forwarding stall per group).
+template <typename L>
+__attribute__((target("avx2"))) inline __m256i load_index8(const L* lab, int64_t r, int64_t G, int64_t C,
+                                                           int& bad) {
+  if (std::is_same<L, int64_t>::value && G >= 4) {
+    const int64_t* l = reinterpret_cast<const int64_t*>(lab) + r;
+    __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(l));
+    __m256i b = G == 8 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(l + 4)) : a;
+    const __m256i lo = _mm256_set1_epi64x(-1), hi = _mm256_set1_epi64x(C);
+    __m256i ok = pack_lo32(_mm256_and_si256(_mm256_cmpgt_epi64(a, lo), _mm256_cmpgt_epi64(hi, a)),
+                           _mm256_and_si256(_mm256_cmpgt_epi64(b, lo), _mm256_cmpgt_epi64(hi, b)));
+    bad |= _mm256_movemask_ps(_mm256_castsi256_ps(ok)) ^ 0xFF;
+    return pack_lo32(a, b);
+  }
+  if (std::is_same<L, int32_t>::value && G >= 4) {
+    const int32_t* l = reinterpret_cast<const int32_t*>(lab) + r;
+    __m256i a = G == 8 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(l))
+                       : _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(l)));
+    const __m256i cm1 = _mm256_set1_epi32((int32_t)(C - 1));  // C <= kSimdMaxClasses
+    __m256i ok = _mm256_cmpeq_epi32(_mm256_min_epu32(a, cm1), a);  // unsigned: negatives are huge
+    bad |= _mm256_movemask_ps(_mm256_castsi256_ps(ok)) ^ 0xFF;
+    return a;
+  }
+  alignas(32) int32_t li[8] = {0};
+  for (int64_t g = 0; g < G; ++g) {
+    int64_t idx = Lab<L>::index(lab, r + g);
+    bad |= (idx < 0) | (idx >= C);
+    li[g] = (int32_t)idx;
+  }
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(li));
+}
+
+// Add 1 to the 8 counters whose offsets are the int32 lanes of o (64-bit extracts: a
+// store and reloads of the offsets is slower, the loads wait on store forwarding).
+template <typename CT>
+__attribute__((target("avx2"))) inline void increment8(CT* cnt, __m256i o) {
+  __m128i lo = _mm256_castsi256_si128(o), hi = _mm256_extracti128_si256(o, 1);
+  uint64_t a0 = (uint64_t)_mm_cvtsi128_si64(lo), a1 = (uint64_t)_mm_extract_epi64(lo, 1);
+  uint64_t a2 = (uint64_t)_mm_cvtsi128_si64(hi), a3 = (uint64_t)_mm_extract_epi64(hi, 1);
+  cnt[(uint32_t)a0]++;
+  cnt[a0 >> 32]++;
+  cnt[(uint32_t)a1]++;
+  cnt[a1 >> 32]++;
+  cnt[(uint32_t)a2]++;
+  cnt[a2 >> 32]++;
+  cnt[(uint32_t)a3]++;
+  cnt[a3 >> 32]++;
+}
+
+// Rows [r0, r1) of float32 probabilities into cnt (laid out as plan.base says); returns
+// the first row not done (the tail of fewer than G rows, for the scalar code). Groups with
+// a bad value go to block_classes, which counts into s.counts.
+template <typename L, bool kIndex, typename CT>
+__attribute__((target("avx2"))) int64_t block_simd(const PRCurveParams& p, const Ctx& k, const LanePlan& plan,
+                                                   int64_t r0, int64_t r1, CT* cnt, Scratch& s) {
+  const float* x = static_cast<const float*>(p.predictions);
+  const L* lab = static_cast<const L*>(p.labels);
+  const int64_t G = plan.G, V = plan.V, C = k.C;
+  const __m256 tm1 = _mm256_set1_ps(k.tm1f);
+  const __m256i* base = reinterpret_cast<const __m256i*>(plan.base.data());
+  const __m256i* cls = reinterpret_cast<const __m256i*>(plan.cls.data());
+  const __m256i* rowi = reinterpret_cast<const __m256i*>(plan.row.data());
+  int64_t r = r0;
+  for (; r + G <= r1; r += G) {
+    const float* xg = x + r * C;
+    int bad = 0;
+    __m256i labv = _mm256_setzero_si256();
+    if (kIndex) labv = load_index8<L>(lab, r, G, C, bad);
+    for (int64_t v = 0; v < V; ++v) {
+      bad |= bad_pred_lanes(_mm256_loadu_ps(xg + 8 * v));
+      if (!kIndex) load_bits8<L>(lab, r * C + 8 * v, bad);
+    }
+    if (__builtin_expect(bad != 0, 0)) {
+      block_classes<float, L, kIndex>(p, k, r, r + G, s);
+      continue;
+    }
+    for (int64_t v = 0; v < V; ++v) {
+      __m256i b = _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xg + 8 * v), tm1));
+      __m256i o = _mm256_add_epi32(_mm256_loadu_si256(base + v), _mm256_add_epi32(b, b));
+      if (kIndex) {
+        __m256i hit = _mm256_cmpeq_epi32(_mm256_loadu_si256(cls + v),
+                                         _mm256_permutevar8x32_epi32(labv, _mm256_loadu_si256(rowi + v)));
+        o = _mm256_sub_epi32(o, hit);  // hit lanes are -1
+      } else {
+        int unused = 0;
+        o = _mm256_add_epi32(o, load_bits8<L>(lab, r * C + 8 * v, unused));
+      }
+      increment8(cnt, o);
+    }
+  }
+  return r;
+}
+#endif
+
 template <typename P, typename L, bool W>
 void run_typed(const PRCurveParams& p, const Ctx& k) {
   const int64_t n_blocks = (p.num_rows + kPRBlockRows - 1) / kPRBlockRows;
@@ -265,6 +499,16 @@ void run_typed(const PRCurveParams& p, const Ctx& k) {
   while (nt > 1 && (double)nt * (double)cells * 8.0 > 512.0 * (1 << 20)) nt--;
   const bool fast = !W && k.C == 1 && p.prob_mode == kProbabilities && p.label_mode == kLabelMatrix;
   const bool classes = !W && !fast && p.prob_mode == kProbabilities;
+  const bool index = p.label_mode == kLabelIndex;
+  LanePlan plan;
+#ifdef TBF_X86
+  if (std::is_same<P, float>::value && (fast || classes) && k.C <= kSimdMaxClasses && cpu_has_avx2()) {
+    plan = make_plan(k);
+    if ((double)plan.copies * (double)cells > (double)INT32_MAX) plan = LanePlan();
+  }
+#endif
+  const bool simd = plan.V > 0;
+  const bool use32 = simd && plan.copies * cells <= kSimdInt32Cells;
 
   std::vector<Scratch> scratch(nt);
   for (int t = 0; t < nt; ++t) {
@@ -280,13 +524,36 @@ void run_typed(const PRCurveParams& p, const Ctx& k) {
       s.counts = s.own.data();
     }
     if (p.prob_mode == kSoftmax) s.row.assign(k.C, 0.0);
-    if (fast && cells <= (int64_t(1) << 15)) s.counts2.assign(cells, 0);
+    if (fast && !simd && cells <= (int64_t(1) << 15)) s.counts2.assign(cells, 0);
+    if (use32) s.c32.assign(plan.copies * cells, 0);
   }
+  // int32 counters into the thread's int64 counts; each counter gains at most 1 per row.
+  auto flush32 = [&](Scratch& s) {
+    for (int64_t j = 0; j < cells; ++j) s.counts[j] += s.c32[j];
+    if (plan.copies == 2)
+      for (int64_t j = 0; j < cells; ++j) s.counts[j] += s.c32[cells + j];
+    std::fill(s.c32.begin(), s.c32.end(), 0);
+    s.rows32 = 0;
+  };
 
   std::atomic<int64_t> committed{0};
   parallel_items(n_blocks, nt, [&](int64_t blk, int tid) {
     Scratch& s = scratch[tid];
     int64_t r0 = blk * kPRBlockRows, r1 = std::min(r0 + kPRBlockRows, p.num_rows);
+#ifdef TBF_X86
+    if constexpr (std::is_same<P, float>::value && !W) {
+      if (simd) {
+        if (use32 && s.rows32 + (r1 - r0) > INT32_MAX) flush32(s);
+        s.rows32 += r1 - r0;
+        if (use32)
+          r0 = index ? block_simd<L, true>(p, k, plan, r0, r1, s.c32.data(), s)
+                     : block_simd<L, false>(p, k, plan, r0, r1, s.c32.data(), s);
+        else
+          r0 = index ? block_simd<L, true>(p, k, plan, r0, r1, s.counts, s)
+                     : block_simd<L, false>(p, k, plan, r0, r1, s.counts, s);
+      }
+    }
+#endif
     if (fast)
       block_binary<P, L>(p, k, r0, r1, s);
     else if (classes && p.label_mode == kLabelIndex)
@@ -313,7 +580,8 @@ void run_typed(const PRCurveParams& p, const Ctx& k) {
   });
 
   for (int t = 0; t < nt; ++t) {
-    const Scratch& s = scratch[t];
+    Scratch& s = scratch[t];
+    if (use32) flush32(s);
     if (!W && s.counts != p.counts)
       for (int64_t j = 0; j < cells; ++j) p.counts[j] += s.counts[j];
     if (!s.counts2.empty())
