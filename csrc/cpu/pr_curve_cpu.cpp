@@ -499,7 +499,6 @@ void run_typed(const PRCurveParams& p, const Ctx& k) {
   while (nt > 1 && (double)nt * (double)cells * 8.0 > 512.0 * (1 << 20)) nt--;
   const bool fast = !W && k.C == 1 && p.prob_mode == kProbabilities && p.label_mode == kLabelMatrix;
   const bool classes = !W && !fast && p.prob_mode == kProbabilities;
-  const bool index = p.label_mode == kLabelIndex;
   LanePlan plan;
 #ifdef TBF_X86
   if (std::is_same<P, float>::value && (fast || classes) && k.C <= kSimdMaxClasses && cpu_has_avx2()) {
@@ -545,6 +544,7 @@ void run_typed(const PRCurveParams& p, const Ctx& k) {
       if (simd) {
         if (use32 && s.rows32 + (r1 - r0) > INT32_MAX) flush32(s);
         s.rows32 += r1 - r0;
+        const bool index = p.label_mode == kLabelIndex;
         if (use32)
           r0 = index ? block_simd<L, true>(p, k, plan, r0, r1, s.c32.data(), s)
                      : block_simd<L, false>(p, k, plan, r0, r1, s.c32.data(), s);
