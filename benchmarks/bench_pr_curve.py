@@ -11,6 +11,8 @@ import torch
 
 import tbfast
 
+from . import harness
+
 SUITE = "pr_curve"
 
 
@@ -42,21 +44,6 @@ def _check_multiclass(labels, preds, t):
             raise AssertionError(f"tbfast class {c} curve differs from torch's: benchmark aborted")
 
 
-def _writers(ctx, name):
-    from torch.utils.tensorboard import SummaryWriter as TorchWriter
-
-    ws = {"torch": TorchWriter(os.path.join(ctx.logdir, f"{name}-torch"), max_queue=1000)}
-    try:
-        import tensorboardX
-
-        ws["tensorboardX"] = tensorboardX.SummaryWriter(os.path.join(ctx.logdir, f"{name}-tensorboardX"),
-                                                        max_queue=1000)
-    except ImportError:
-        print("  tensorboardX not importable: skipped")
-    ws["tbfast"] = tbfast.SummaryWriter(os.path.join(ctx.logdir, f"{name}-tbfast"), max_queue=1000)
-    return ws
-
-
 def _torchmetrics():
     try:
         from torchmetrics.classification import MulticlassPrecisionRecallCurve
@@ -74,7 +61,7 @@ def _sz(n):
 def run(ctx):
     gen = torch.Generator().manual_seed(0)
     t = 127
-    ws = _writers(ctx, "pr_curve")
+    ws = harness.writers(ctx, "pr_curve")
     step = [0]
 
     # 0. Correctness: value for value against torch's formula, incl. threshold boundaries.
