@@ -43,27 +43,28 @@ struct EdgeKey {
 // Everything derived from one edge list, built once by build_edge_lookup and reused.
 //  * keys: the double lookup above, for every input dtype.
 //  * f32: the same idea keyed by the top 16 bits of a float32's order-preserving bits
-//    (sign, exponent, 7 mantissa bits: sub-intervals of ratio 2^(1/128)). Entry =
-//    (slot base << 32) | ordered bits of the smallest float32 >= the one edge inside the
-//    key (0xFFFFFFFF: none). For a float32 v that is exact: v >= e <=> v >= that float.
-//    Valid only when every key holds at most one edge (f32_ok), true for the default
-//    edges. Keys of NaN/Inf patterns map to slot 0 (dropped).
-//  * f32_ord_last: ordered bits of the last edge if a float32 equals it, else 0xFFFFFFFF.
+//    (sign, exponent, 7 mantissa bits: sub-intervals of ratio 2^(1/128)), over float32
+//    thresholds: for a float32 v, v >= e <=> v >= (smallest float32 >= e), and the closed
+//    last bin is folded in by using the smallest float32 > the last edge as its
+//    threshold. Entry = (slot base << 32) | ordered bits of the one threshold inside the
+//    key (0xFFFFFFFF: none), so slot = base + (ord >= threshold). Valid only when every
+//    key holds at most one threshold (f32_ok), true for the default edges. Keys of
+//    NaN/Inf patterns map to slot 0 (dropped).
 struct EdgeLookup {
   EdgeKey keys[kLookupSize];
   uint64_t f32[kLookupSize];
-  uint32_t f32_ord_last;
   uint32_t f32_ok;
+  uint32_t reserved;
 };
 
 // Order-preserving map of float32 bits to uint32 (-0.0 canonicalised by the caller).
 TBF_HD uint32_t ordered_bits_f32(uint32_t b) { return b ^ ((uint32_t)((int32_t)b >> 31) | 0x80000000u); }
 
 // Slot (bucket + 1; 0 and num_bins + 1 are "dropped") of a finite float32 from its
-// ordered bits: base + (v >= edge) - (v == last edge, which closes the last bin).
-TBF_HD int64_t f32_slot(uint32_t ord, const uint64_t* f32, uint32_t ord_last) {
+// ordered bits: base + (v >= the key's threshold).
+TBF_HD int64_t f32_slot(uint32_t ord, const uint64_t* f32) {
   uint64_t e = f32[ord >> 16];
-  return (int64_t)(e >> 32) + (ord >= (uint32_t)e) - (ord == ord_last);
+  return (int64_t)(e >> 32) + (ord >= (uint32_t)e);
 }
 
 struct HistogramParams {

@@ -397,6 +397,19 @@ def test_float_family_property_custom_edges(values, edges, dtype):
         assert r.num == int(np.isfinite(x).sum())
 
 
+@pytest.mark.parametrize("last", [1.0, 0.1, 3.0e38, 1e300])
+def test_float32_closed_last_bin(backend, last):
+    # the float32 table folds "v == last edge" into the threshold above it
+    require_backend("histogram", backend)
+    edges = [-2.0, 0.0, 0.05, last]
+    f = np.float32(min(last, 3.4e38))
+    x = np.array([f, np.nextafter(f, np.float32(np.inf)), np.nextafter(f, np.float32(0)), 0.0, -2.0,
+                  np.nextafter(np.float32(-2.0), np.float32(-np.inf))], dtype=np.float32)
+    r = tbfast.histogram(x, bins=edges, backend=backend)
+    assert r.numpy()[0].tolist() == counts_edges(x, edges)
+    assert r.numpy()[0].tolist() == np.histogram(x.astype(np.float64), bins=edges)[0].tolist()
+
+
 def test_dense_edges_fall_back_from_the_float32_table():
     # 2000 edges inside [1, 1.001): many per float32 key, so the double lookup is used
     edges = np.sort(np.concatenate([1 + np.arange(2000) * 5e-7, [-np.inf, 1e300]]))

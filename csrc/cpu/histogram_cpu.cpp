@@ -48,9 +48,9 @@ struct ChunkStats {
 // the first edge, slot num_bins + 1 values above the last, so the inner loop never
 // branches on the range. Bin b lives in slot b + 1. Each slot has two interleaved
 // counters (even and odd elements) so that runs of equal bins do not serialise on one
-// memory location.
+// memory location. Counters are int32 (half the cache footprint); flushed every chunk.
 struct Scratch {
-  std::vector<int64_t> slots;
+  std::vector<int32_t> slots;  // a chunk has at most kChunk elements: int32 cannot overflow
 };
 
 std::vector<Chunk> make_chunks(const HistogramParams& p) {
@@ -123,7 +123,7 @@ ChunkStats chunk_stats(const T* x, int64_t begin, int64_t end) {
 }
 
 template <typename T, typename SlotFn>
-void chunk_count(const T* x, int64_t begin, int64_t end, int64_t* slots, SlotFn slot) {
+void chunk_count(const T* x, int64_t begin, int64_t end, int32_t* slots, SlotFn slot) {
   int64_t i = begin;
   for (; i + 2 <= end; i += 2) {
     double v0 = Load<T>::get(x, i), v1 = Load<T>::get(x, i + 1);
@@ -183,8 +183,7 @@ inline float load_f32<bf16_bits>(const bf16_bits* x, int64_t i) {
 }
 
 // One element into lane j: the scalar definition of what the SIMD loop computes.
-inline void f32_one(float v, int j, Lanes& L, ChunkStats& nf, int64_t* slots, const uint64_t* tab,
-                    uint32_t ord_last) {
+inline void f32_one(float v, int j, Lanes& L, ChunkStats& nf, int32_t* slots, const uint64_t* tab) {
   uint32_t bits;
   memcpy(&bits, &v, 4);
   if ((bits & 0x7F800000u) == 0x7F800000u) {
@@ -199,14 +198,14 @@ inline void f32_one(float v, int j, Lanes& L, ChunkStats& nf, int64_t* slots, co
   if (slots) {
     float c = v + 0.0f;  // -0.0 -> +0.0
     memcpy(&bits, &c, 4);
-    slots[2 * f32_slot(ordered_bits_f32(bits), tab, ord_last) + (j & 1)]++;
+    slots[2 * f32_slot(ordered_bits_f32(bits), tab) + (j & 1)]++;
   }
 }
 
 template <typename T>
-void f32_chunk_scalar(const T* x, int64_t begin, int64_t end, int64_t* slots, const uint64_t* tab,
-                      uint32_t ord_last, Lanes& L, ChunkStats& nf) {
-  for (int64_t i = begin; i < end; ++i) f32_one(load_f32<T>(x, i), (int)((i - begin) & 7), L, nf, slots, tab, ord_last);
+void f32_chunk_scalar(const T* x, int64_t begin, int64_t end, int32_t* slots, const uint64_t* tab,
+                      Lanes& L, ChunkStats& nf) {
+  for (int64_t i = begin; i < end; ++i) f32_one(load_f32<T>(x, i), (int)((i - begin) & 7), L, nf, slots, tab);
 }
 
 #ifdef TBF_X86
@@ -230,8 +229,8 @@ __attribute__((target("avx2,f16c"))) inline __m256 load8<bf16_bits>(const bf16_b
 // loads and counter increments stay scalar (gathers are slower than scalar loads on the
 // CPUs we measured). Non-finite lanes are zeroed to ordered bits 0, which maps to slot 0.
 template <typename T>
-__attribute__((target("avx2,f16c"))) void f32_chunk_avx2(const T* x, int64_t begin, int64_t end, int64_t* slots,
-                                                         const uint64_t* tab, uint32_t ord_last, bool with_stats,
+__attribute__((target("avx2,f16c"))) void f32_chunk_avx2(const T* x, int64_t begin, int64_t end, int32_t* slots,
+                                                         const uint64_t* tab, bool with_stats,
                                                          Lanes& L, ChunkStats& nf) {
   const __m256i exp_mask = _mm256_set1_epi32(0x7F800000);
   const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
@@ -274,7 +273,7 @@ __attribute__((target("avx2,f16c"))) void f32_chunk_avx2(const T* x, int64_t beg
       __m256i b = _mm256_castps_si256(_mm256_add_ps(v, zero));
       __m256i o = _mm256_xor_si256(b, _mm256_or_si256(_mm256_srai_epi32(b, 31), sign));
       _mm256_store_si256(reinterpret_cast<__m256i*>(ord), _mm256_andnot_si256(nonfin, o));
-      for (int j = 0; j < 8; ++j) slots[2 * f32_slot(ord[j], tab, ord_last) + (j & 1)]++;
+      for (int j = 0; j < 8; ++j) slots[2 * f32_slot(ord[j], tab) + (j & 1)]++;
     }
   }
   _mm256_storeu_ps(L.mn, mn);
@@ -286,10 +285,10 @@ __attribute__((target("avx2,f16c"))) void f32_chunk_avx2(const T* x, int64_t beg
   for (; i < end; ++i) {  // tail: same lanes as the scalar definition
     float v = load_f32<T>(x, i);
     if (with_stats) {
-      f32_one(v, (int)((i - begin) & 7), L, nf, slots, tab, ord_last);
+      f32_one(v, (int)((i - begin) & 7), L, nf, slots, tab);
     } else {
       Lanes dummy = L;
-      f32_one(v, (int)((i - begin) & 7), dummy, nf, slots, tab, ord_last);
+      f32_one(v, (int)((i - begin) & 7), dummy, nf, slots, tab);
     }
   }
 }
@@ -339,7 +338,7 @@ __attribute__((target("avx2,f16c"))) inline __m128i uniform_slots4(__m256d x, co
 
 template <typename T>
 __attribute__((target("avx2,f16c"))) int64_t uniform_chunk_avx2(const T* x, int64_t begin, int64_t end,
-                                                               int64_t* slots, const UniformBins& u) {
+                                                               int32_t* slots, const UniformBins& u) {
   alignas(16) int32_t s[8];
   int64_t i = begin;
   for (; i + 8 <= end; i += 8) {
@@ -360,19 +359,18 @@ bool cpu_has_avx2() {
 #endif
 
 template <typename T>
-void f32_chunk(const T* x, const Chunk& c, int64_t* slots, const EdgeLookup* lk, bool with_stats, ChunkStats* out) {
+void f32_chunk(const T* x, const Chunk& c, int32_t* slots, const EdgeLookup* lk, bool with_stats, ChunkStats* out) {
   Lanes L;
   lanes_init(L);
   ChunkStats nf{0, 0, 0, 0, 0, 0, 0};
   const uint64_t* tab = lk ? lk->f32 : nullptr;
-  uint32_t ord_last = lk ? lk->f32_ord_last : 0xFFFFFFFFu;
 #ifdef TBF_X86
   if (cpu_has_avx2()) {
-    f32_chunk_avx2<T>(x, c.begin, c.end, slots, tab, ord_last, with_stats, L, nf);
+    f32_chunk_avx2<T>(x, c.begin, c.end, slots, tab, with_stats, L, nf);
   } else
 #endif
   {
-    f32_chunk_scalar<T>(x, c.begin, c.end, slots, tab, ord_last, L, nf);
+    f32_chunk_scalar<T>(x, c.begin, c.end, slots, tab, L, nf);
   }
   if (with_stats) *out = lanes_finish(L, nf);
 }
@@ -386,9 +384,9 @@ constexpr bool kIsF32Family = std::is_same<T, float>::value || std::is_same<T, h
 // ======================================================================================
 
 void flush(Scratch& sc, int64_t* row, int64_t num_bins) {
-  int64_t* slots = sc.slots.data() + 2;  // skip slot 0
+  int32_t* slots = sc.slots.data() + 2;  // skip slot 0
   for (int64_t b = 0; b < num_bins; ++b) {
-    int64_t c = slots[2 * b] + slots[2 * b + 1];
+    int64_t c = (int64_t)slots[2 * b] + slots[2 * b + 1];
     if (c) {
       __atomic_fetch_add(&row[b], c, __ATOMIC_RELAXED);
       slots[2 * b] = slots[2 * b + 1] = 0;
@@ -422,7 +420,7 @@ void reduce_stats(const HistogramParams& p, const std::vector<Chunk>& chunks, co
 template <typename T>
 void run_chunk(const HistogramParams& p, const Chunk& c, Scratch& sc, bool with_stats, ChunkStats* out) {
   const T* x = reinterpret_cast<const T*>(p.data[c.tensor]);
-  int64_t* slots = p.counts ? sc.slots.data() : nullptr;
+  int32_t* slots = p.counts ? sc.slots.data() : nullptr;
   bool edges = p.mode == kEdges;
   if constexpr (kIsF32Family<T>) {
     if (!slots || (edges && p.lookup->f32_ok)) {
@@ -486,43 +484,46 @@ float float_from_ordered(uint32_t o) {
   return f;
 }
 
-// Smallest float32 >= e (e finite double); +inf when e exceeds every finite float.
+// Smallest float32 >= e; +inf when e exceeds every finite float (and for e = +inf).
 float f32_ceil(double e) {
   float f = (float)e;
   if ((double)f < e) f = std::nextafter(f, std::numeric_limits<float>::infinity());
   return f + 0.0f;
 }
 
+// Smallest float32 > e.
+float f32_above(double e) {
+  float f = f32_ceil(e);
+  if ((double)f == e) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+  return f + 0.0f;
+}
+
+uint32_t f32_ordered(float f) {
+  uint32_t b;
+  memcpy(&b, &f, 4);
+  return ordered_bits_f32(b);
+}
+
 void build_f32_lookup(const double* edges, int64_t num_edges, EdgeLookup* lk) {
+  // Thresholds as ordered float32 bits (non-decreasing): v counts edge i iff ord(v) >= t[i].
+  std::vector<uint32_t> t(num_edges);
+  for (int64_t i = 0; i < num_edges; ++i)
+    t[i] = f32_ordered(i + 1 < num_edges ? f32_ceil(edges[i]) : f32_above(edges[i]));
   lk->f32_ok = 1;
+  lk->reserved = 0;
   for (int64_t k = 0; k < kLookupSize; ++k) {
     float lo = float_from_ordered((uint32_t)k << 16);
-    float hi = k + 1 < kLookupSize ? float_from_ordered((uint32_t)(k + 1) << 16) : std::numeric_limits<float>::infinity();
     if (std::isnan(lo) || std::isinf(lo)) {  // keys holding only Inf/NaN patterns: slot 0
       lk->f32[k] = 0xFFFFFFFFull;
       continue;
     }
-    double dlo = lo, dhi = std::isnan(hi) ? std::numeric_limits<double>::infinity() : (double)hi;
-    int64_t base = std::lower_bound(edges, edges + num_edges, dlo) - edges;  // edges < lo
-    int64_t end = std::lower_bound(edges, edges + num_edges, dhi) - edges;   // edges < hi
+    uint32_t lo_ord = (uint32_t)k << 16;
+    uint64_t hi_ord = (uint64_t)(k + 1) << 16;
+    int64_t base = std::lower_bound(t.begin(), t.end(), lo_ord) - t.begin();               // t < lo
+    int64_t end = std::lower_bound(t.begin(), t.end(), (uint32_t)std::min<uint64_t>(hi_ord, 0xFFFFFFFFu)) - t.begin();
+    if (hi_ord > 0xFFFFFFFFu) end = num_edges;
     if (end - base > 1) lk->f32_ok = 0;
-    uint32_t edge_ord = 0xFFFFFFFFu;
-    if (end > base) {
-      float up = f32_ceil(edges[base]);
-      uint32_t b;
-      memcpy(&b, &up, 4);
-      edge_ord = ordered_bits_f32(b);
-    }
-    lk->f32[k] = ((uint64_t)base << 32) | edge_ord;
-  }
-  double last = edges[num_edges - 1];
-  float lf = (float)last;
-  lk->f32_ord_last = 0xFFFFFFFFu;
-  if (std::isfinite(last) && (double)lf == last) {
-    float c = lf + 0.0f;
-    uint32_t b;
-    memcpy(&b, &c, 4);
-    lk->f32_ord_last = ordered_bits_f32(b);
+    lk->f32[k] = ((uint64_t)base << 32) | (end > base ? t[base] : 0xFFFFFFFFu);
   }
 }
 
