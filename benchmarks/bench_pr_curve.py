@@ -74,7 +74,7 @@ def run(ctx):
     _check_multiclass(torch.randint(0, 10, (50_000,), generator=gen), torch.rand(50_000, 10, generator=gen), t)
 
     # 1. Binary, float32 predictions, bool labels, end to end through each writer.
-    for n in ([10 ** 6] if ctx.quick else [10 ** 5, 10 ** 6, 10 ** 7]):
+    for n in ([10 ** 7] if ctx.quick else [10 ** 5, 10 ** 6, 10 ** 7]):  # quick: the target size only
         preds = torch.rand(n, generator=gen)
         labels = torch.rand(n, generator=gen) < 0.3
         case = f"binary N={_sz(n)} T={t}"
@@ -93,7 +93,7 @@ def run(ctx):
 
     # 2. Multi-class, C = 10, class-index labels: one add_pr_curves vs ten add_pr_curve.
     c = 10
-    n = 10 ** 5 if ctx.quick else 10 ** 6
+    n = 10 ** 6  # the target size, in quick mode too
     preds = torch.softmax(torch.randn(n, c, generator=gen) * 2, dim=1)
     labels = torch.randint(0, c, (n,), generator=gen)
     case = f"multiclass N={_sz(n)} C={c} T={t}"

@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+.venv/bin/pip install -q -e ".[test,bench]"
 exec .venv/bin/python -m benchmarks "${@:-quick}"
