@@ -61,6 +61,19 @@ class Flat:
         return self.owner.view(_dtypes.NUMPY_STORAGE[self.dtype])
 
 
+def as_numpy(values, name="values"):
+    """A NumPy array of a non-tensor input (array, sequence or number), without copying
+    arrays. TypeError for strings, None and anything that is not numeric."""
+    if isinstance(values, np.ndarray):
+        return values
+    if isinstance(values, (str, bytes)) or values is None:
+        raise TypeError(f"{name} must be a tensor, array, sequence or number, got {type(values).__name__}")
+    arr = np.asarray(values)
+    if arr.dtype == object:
+        raise TypeError(f"{name} could not be converted to a numeric array")
+    return arr
+
+
 def _dense_order(shape, strides):
     """True when (shape, strides) with non-negative strides covers exactly prod(shape)
     consecutive elements starting at the lowest address (a permutation of a dense
@@ -82,14 +95,7 @@ def flat(values, name="values", order_matters=False):
     """
     if is_torch_tensor(values):
         return _flat_torch(values, name, order_matters)
-    if isinstance(values, np.ndarray):
-        arr = values
-    else:
-        if isinstance(values, (str, bytes)) or values is None:
-            raise TypeError(f"{name} must be a tensor, array, sequence or number, got {type(values).__name__}")
-        arr = np.asarray(values)
-        if arr.dtype == object:
-            raise TypeError(f"{name} could not be converted to a numeric array")
+    arr = as_numpy(values, name)
     try:
         code = _dtypes.code_of(arr.dtype)
     except TypeError as exc:

@@ -35,7 +35,7 @@ import math
 import numpy as np
 
 from . import _dtypes, _native, backends
-from ._tensor import is_torch_tensor
+from ._tensor import as_numpy, is_torch_tensor
 
 __all__ = ["image_grid"]
 
@@ -100,11 +100,7 @@ def _as_tensor(x, name):
     if is_torch_tensor(x):
         t = x.detach()
     else:
-        if isinstance(x, (str, bytes)) or x is None:
-            raise TypeError(f"{name} must be a tensor or array, got {type(x).__name__}")
-        arr = np.asarray(x)
-        if arr.dtype == object:
-            raise TypeError(f"{name} could not be converted to a numeric array")
+        arr = as_numpy(x, name)
         if any(s < 0 for s in arr.strides):
             arr = np.ascontiguousarray(arr)
         t = torch.from_numpy(arr)

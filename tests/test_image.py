@@ -190,7 +190,7 @@ def test_integer_and_bool_inputs_scale_like_torch():
     ((torch.zeros(2, 3, 4, 4),), dict(normalize=True, value_range=0.5), TypeError, "value_range"),
     (([torch.zeros(3, 4, 4), torch.zeros(3, 4, 5)],), {}, ValueError, "must match"),
     ((torch.zeros(2, 3, 4, 4, dtype=torch.complex64),), {}, TypeError, "unsupported"),
-    (("abc",), {}, TypeError, "tensor or array"),
+    (("abc",), {}, TypeError, "must be a tensor"),
 ])
 def test_errors(args, kw, exc, match):
     with pytest.raises(exc, match=match):
