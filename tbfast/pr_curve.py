@@ -67,14 +67,7 @@ def _shape(x):
 
 
 def _as_array(x, name):
-    if _tensor.is_torch_tensor(x) or isinstance(x, np.ndarray):
-        return x
-    if x is None or isinstance(x, (str, bytes)):
-        raise TypeError(f"{name} must be a tensor, array or sequence, got {type(x).__name__}")
-    arr = np.asarray(x)
-    if arr.dtype == object:
-        raise TypeError(f"{name} could not be converted to a numeric array")
-    return arr
+    return x if _tensor.is_torch_tensor(x) else _tensor.as_numpy(x, name)
 
 
 def _dtype_code(x, name):
