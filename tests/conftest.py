@@ -47,3 +47,17 @@ def values_by_tag(logdir):
     for step, v in event_values(logdir):
         out.setdefault(v.tag, []).append((step, v))
     return out
+
+
+def outputs_with_and_without_simd(script):
+    """stdout of ``script`` run in fresh interpreters with the AVX2 paths on and off
+    (TBFAST_DISABLE_SIMD=0/1, 2 threads), for bit-for-bit comparisons."""
+    import subprocess
+    import sys
+
+    runs = []
+    for flag in ("0", "1"):
+        env = dict(os.environ, TBFAST_DISABLE_SIMD=flag, TBFAST_NUM_THREADS="2")
+        runs.append(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                                   check=True).stdout)
+    return runs

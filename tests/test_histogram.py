@@ -15,7 +15,7 @@ import tbfast
 from tbfast import _tensor, backends
 H = importlib.import_module("tbfast.histogram")  # the module; tbfast.histogram is the function
 
-from conftest import require_backend
+from conftest import outputs_with_and_without_simd, require_backend
 from oracle_histogram import counts_edges, stats, tensorflow_edges
 
 TORCH_DTYPES = [torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16,
@@ -372,14 +372,7 @@ print(repr(out))
 
 
 def test_simd_and_scalar_paths_agree_bit_for_bit():
-    import subprocess
-    import sys
-
-    runs = []
-    for flag in ("0", "1"):
-        env = dict(os.environ, TBFAST_DISABLE_SIMD=flag, TBFAST_NUM_THREADS="2")
-        runs.append(subprocess.run([sys.executable, "-c", F32_SCRIPT], env=env, capture_output=True, text=True,
-                                   check=True).stdout)
+    runs = outputs_with_and_without_simd(F32_SCRIPT)
     assert runs[0] == runs[1] and len(runs[0]) > 1000
 
 

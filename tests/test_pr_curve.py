@@ -16,7 +16,7 @@ from torch.utils.tensorboard.summary import pr_curve as torch_pr_curve
 import tbfast
 from tbfast import backends
 from tests import oracle_pr_curve as oracle
-from tests.conftest import require_backend
+from tests.conftest import outputs_with_and_without_simd, require_backend
 
 P = importlib.import_module("tbfast.pr_curve")  # tbfast.pr_curve is the function
 L = importlib.import_module("tbfast.pr_curve_logging")
@@ -278,16 +278,8 @@ print(" ".join(out))
 
 
 def test_simd_and_scalar_paths_agree_bit_for_bit():
-    import os
-    import subprocess
-    import sys
-
     require_backend("pr_curve", "native")
-    runs = []
-    for flag in ("0", "1"):
-        env = dict(os.environ, TBFAST_DISABLE_SIMD=flag, TBFAST_NUM_THREADS="2")
-        runs.append(subprocess.run([sys.executable, "-c", SIMD_SCRIPT], env=env, capture_output=True, text=True,
-                                   check=True).stdout)
+    runs = outputs_with_and_without_simd(SIMD_SCRIPT)
     assert runs[0] == runs[1] and len(runs[0]) > 1000
 
 # ---- bad input --------------------------------------------------------------------------
