@@ -30,6 +30,19 @@ enum DType : int32_t {
   kNumDTypes = 13,
 };
 
+// Status codes every native entry point returns (0 = success). Exported to Python by
+// the module's constants(); tbfast/_native.py turns each into its exception.
+enum Status : int32_t {
+  kOk = 0,
+  kBadDType = 1,        // a dtype code outside DType
+  kBadMode = 2,         // a mode/enum argument outside its enum
+  kBadArgument = 3,     // a size, count or pointer that the params struct forbids
+  kOutOfMemory = 4,     // std::bad_alloc (scratch, tables)
+  kThreadError = 5,     // std::system_error from thread creation
+  kInternal = 6,        // any other C++ exception
+  kCudaError = 7,       // a CUDA runtime call failed; see the module's last_cuda_error()
+};
+
 // Storage types for the two 16-bit floats: raw bits, converted on load.
 struct half_bits { uint16_t bits; };
 struct bf16_bits { uint16_t bits; };

@@ -67,6 +67,10 @@ TBF_HD int64_t f32_slot(uint32_t ord, const uint64_t* f32) {
   return (int64_t)(e >> 32) + (ord >= (uint32_t)e);
 }
 
+// One params struct for every device. Pointers live in the job's memory space: host
+// memory for the CPU kernels, device memory of one GPU for the CUDA kernels (the
+// per-tensor arrays included). Every output is fully written by the kernels (no
+// zeroing needed by the caller).
 struct HistogramParams {
   int64_t num_tensors;
   const uint64_t* data;   // [num_tensors] element-0 addresses
@@ -77,11 +81,20 @@ struct HistogramParams {
   const double* edges;    // kEdges: [num_bins + 1], shared by all tensors
   const EdgeLookup* lookup;  // kEdges: from build_edge_lookup
   const double* ranges;   // kUniform: [num_tensors, 2] first, last
-  int64_t* counts;        // out: [num_tensors, num_bins], zero on entry
-  double* stats;          // out (in for kUniformAuto): [num_tensors, kStatsPerTensor]
+  int64_t* counts;        // out: [num_tensors, num_bins]
+  double* stats;          // out (in for the CPU's kUniformAuto count pass): [num_tensors, kStatsPerTensor]
   int64_t* nonfinite;     // out: [num_tensors, kNonFinitePerTensor]
   int32_t num_threads;    // CPU only
+  // CUDA only ---------------------------------------------------------------------------
+  const int64_t* chunk_offsets;  // [num_tensors + 1]: tensor t owns chunks [off[t], off[t+1]) of kCudaChunk elements
+  int64_t num_chunks;            // chunk_offsets[num_tensors]
+  void* scratch;                 // device scratch of histogram_cuda_scratch_bytes(p) bytes (caller-allocated, stream-ordered)
+  int64_t scratch_bytes;
+  void* stream;                  // cudaStream_t the whole computation is enqueued on; never the NULL stream by default
 };
+
+// Elements per CUDA work item: chunk_offsets is built with this (exported to Python).
+constexpr int64_t kCudaChunk = int64_t(1) << 16;
 
 // Order-preserving map of a double to uint64 (negative values reversed); -0.0 must be
 // canonicalised to +0.0 by the caller since the two compare equal.
@@ -164,12 +177,19 @@ TBF_HD void auto_range(double mn, double mx, double* first, double* last) {
 }
 
 
-// CPU entry points (csrc/cpu/histogram_cpu.cpp). Both return 0 or an error code.
+// CPU entry points (csrc/cpu/histogram_cpu.cpp). Both return a Status.
 // histogram_stats: stats + nonfinite only. histogram_count: buckets, and stats +
 // nonfinite too when with_stats (one pass for kEdges/kUniform).
 int histogram_stats_cpu(const HistogramParams& p);
 int histogram_count_cpu(const HistogramParams& p, bool with_stats);
 // Fill the lookup tables for `num_edges` increasing edges.
 void build_edge_lookup(const double* edges, int64_t num_edges, EdgeLookup* lookup);
+
+// CUDA entry points (csrc/cuda/histogram_cuda.cu). histogram_cuda enqueues everything on
+// p.stream (stats, the range for kUniformAuto read from device memory, counts) and
+// returns without waiting for the device: a Status, kCudaError with the error kept for
+// last_cuda_error(). Scratch: bytes the caller must allocate on the device for p.
+int64_t histogram_cuda_scratch_bytes(const HistogramParams& p);
+int histogram_cuda(const HistogramParams& p);
 
 }  // namespace tbfast

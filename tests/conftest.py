@@ -3,7 +3,13 @@
 import glob
 import os
 
-import pytest
+# Numba's CUDA kernels run under the Numba CUDA simulator in the ordinary suite (it must
+# be chosen before numba is imported). scripts/gpu-check.sh sets TBFAST_TEST_NUMBA_CUDA=device
+# to run them on a real GPU instead.
+if os.environ.get("TBFAST_TEST_NUMBA_CUDA", "sim") == "sim":
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import pytest  # noqa: E402
 
 BACKENDS = ("native", "numba", "reference")
 

@@ -458,8 +458,10 @@ void run_chunk(const HistogramParams& p, const Chunk& c, Scratch& sc, bool with_
 
 int run(const HistogramParams& p, bool with_stats, bool with_counts) {
   for (int64_t t = 0; t < p.num_tensors; ++t)
-    if (p.dtypes[t] < 0 || p.dtypes[t] >= kNumDTypes) return 1;
-  if (with_counts && p.mode == kUniformAuto && with_stats) return 2;  // needs the stats first
+    if (p.dtypes[t] < 0 || p.dtypes[t] >= kNumDTypes) return kBadDType;
+  for (int64_t t = 0; t < p.num_tensors; ++t)
+    if (p.numels[t] < 0) return kBadArgument;
+  if (with_counts && p.mode == kUniformAuto && with_stats) return kBadArgument;  // needs the stats first
   std::vector<Chunk> chunks = make_chunks(p);
   std::vector<ChunkStats> cs(with_stats ? chunks.size() : 0);
   int nt = std::max(1, (int)p.num_threads);
@@ -474,7 +476,7 @@ int run(const HistogramParams& p, bool with_stats, bool with_counts) {
     TBF_DTYPE_SWITCH(q.dtypes[c.tensor], scalar_t, run_chunk<scalar_t>(q, c, scratch[tid], with_stats, out));
   });
   if (with_stats) reduce_stats(p, chunks, cs);
-  return 0;
+  return kOk;
 }
 
 float float_from_ordered(uint32_t o) {

@@ -3,6 +3,8 @@
 // "is there a usable device?" without torch.
 #include <cuda_runtime.h>
 
+#include <cstdio>
+
 #include "cuda/device_cuda.h"
 
 namespace tbfast {
@@ -29,6 +31,16 @@ int cuda_versions(int* runtime, int* driver) {
 }
 
 const char* cuda_error_string(int code) { return cudaGetErrorString((cudaError_t)code); }
+
+namespace {
+thread_local char last_error[256] = "";
+}  // namespace
+
+const char* cuda_last_error_message() { return last_error; }
+
+void cuda_record_error(int code, const char* where) {
+  snprintf(last_error, sizeof last_error, "%s: %s (cudaError %d)", where, cudaGetErrorString((cudaError_t)code), code);
+}
 
 int cuda_probe(void* stream, int* result) {
   int* d = nullptr;
