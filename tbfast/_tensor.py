@@ -1,10 +1,25 @@
-"""Input normalisation: any torch tensor, NumPy array, list or scalar becomes a
-:class:`Flat`, a raw pointer + element count + dtype code + device that the kernels read.
+"""Input normalisation, the one place where every op's inputs are checked: any torch
+tensor, NumPy array, list or scalar becomes a :class:`Desc`, a strided descriptor
+(pointer, dtype code, element count, sizes and strides in elements, device, device
+index) that the kernels read.
 
-No float64 copy is ever made, and no copy at all for contiguous input. A tensor whose
-memory is a dense permutation of its shape (transposed, channels-last, a flipped NumPy
-view) is also read in place: order-free reductions (histograms) do not care about element
-order. Only truly gappy views (slices with steps) are compacted, in their own dtype.
+No float64 copy is ever made, and no copy at all for dense input. Layouts:
+
+* ``"flat"`` (order-free reductions: histograms): a tensor whose memory is a dense
+  permutation of its shape (transposed, channels-last, a flipped NumPy view) is read in
+  place as ``numel`` consecutive elements; only gappy views are compacted, in their own
+  dtype.
+* ``"rowmajor"`` (ops that pair elements of several inputs: PR curves): anything not
+  C-contiguous is copied (same dtype, same device).
+* ``"strided"`` (images): sizes and strides as they are, nothing copied; the owner is
+  always a torch tensor.
+
+Rejected with an error naming the problem, never passed to a kernel: unsupported dtypes,
+sparse/quantized/nested layouts, meta tensors, tensor subclasses whose ``data_ptr()`` is
+not their data (DTensor, fake and functional tensors, other ``__torch_dispatch__``
+wrappers), and tensors whose storage is smaller than their sizes, strides and offset say.
+The CUDA stream is not part of the descriptor: a job resolves it once per device
+(:func:`tbfast._device.resolve_stream`).
 """
 
 import sys
@@ -23,27 +38,31 @@ def is_torch_tensor(x):
     return torch is not None and isinstance(x, torch.Tensor)
 
 
-class Flat:
-    """A read-only flat view of an input's elements.
+class Desc:
+    """A read-only strided view of an input's elements.
 
     ptr: int address of element 0; numel: element count; dtype: code (tbfast._dtypes);
-    device: 'cpu' or 'cuda'; device_index: int or None; owner: the object that keeps the
-    memory alive (torch tensor or NumPy array; its memory holds the ``numel`` elements
-    contiguously from ``ptr``). :meth:`flat_owner` gives it as a 1-D detached view.
+    shape / strides: sizes and strides in elements (``(numel,)`` / ``(1,)`` for flat and
+    row-major descriptors, whose ``numel`` elements lie consecutively from ``ptr``);
+    device: 'cpu', 'cuda' or 'meta'; device_index: int or None; owner: the torch tensor
+    or NumPy array that keeps the memory alive.
     """
 
-    __slots__ = ("ptr", "numel", "dtype", "device", "device_index", "owner")
+    __slots__ = ("ptr", "numel", "dtype", "device", "device_index", "owner", "shape", "strides")
 
-    def __init__(self, ptr, numel, dtype, device, device_index, owner):
+    def __init__(self, ptr, numel, dtype, device, device_index, owner, shape=None, strides=None):
         self.ptr, self.numel, self.dtype = ptr, numel, dtype
         self.device, self.device_index, self.owner = device, device_index, owner
+        self.shape = (numel,) if shape is None else shape
+        self.strides = (1,) if strides is None else strides
 
     @property
     def is_torch(self):
         return is_torch_tensor(self.owner)
 
     def flat_owner(self):
-        """The owner as a detached 1-D tensor / array over the same memory."""
+        """The owner as a detached 1-D tensor / array over the same memory (flat and
+        row-major descriptors)."""
         if self.is_torch:
             t = self.owner.detach()
             return t.reshape(-1) if t.is_contiguous() else t.as_strided((self.numel,), (1,))
@@ -52,13 +71,17 @@ class Flat:
     def numpy(self):
         """Flat NumPy view (CPU only). bfloat16 comes back as its raw uint16 bits."""
         if self.device != "cpu":
-            raise ValueError("numpy() of a CUDA input")
+            raise ValueError(f"numpy() of a {self.device} input")
         if self.is_torch:
             t = self.flat_owner()
             if self.dtype == _dtypes.BFLOAT16:
                 t = t.view(_torch().int16)
             return t.numpy().view(_dtypes.NUMPY_STORAGE[self.dtype])
         return self.owner.view(_dtypes.NUMPY_STORAGE[self.dtype])
+
+
+# Kept for readers of older code: the flat descriptor used to be called Flat.
+Flat = Desc
 
 
 def as_numpy(values, name="values"):
@@ -86,46 +109,104 @@ def _dense_order(shape, strides):
     return True
 
 
-def flat(values, name="values", order_matters=False):
-    """Normalise ``values`` to a :class:`Flat`.
+def describe(values, name="values", layout="flat", allow_meta=False):
+    """Check ``values`` and describe its memory (see the module docstring for layouts).
 
-    ``order_matters=True`` (ops that pair elements of several inputs, or lay out images)
-    requires row-major order, so anything not C-contiguous is copied (same dtype).
-    Raises TypeError for unsupported types and dtypes.
+    Raises TypeError for unsupported types, dtypes, layouts and tensor subclasses, and
+    ValueError for meta tensors (unless ``allow_meta``: tests prove host-sync freedom
+    with them) and for tensors whose storage does not hold their elements.
     """
     if is_torch_tensor(values):
-        return _flat_torch(values, name, order_matters)
+        return _describe_torch(values, name, layout, allow_meta)
     arr = as_numpy(values, name)
     try:
         code = _dtypes.code_of(arr.dtype)
     except TypeError as exc:
         raise TypeError(f"{name}: {exc}") from None
-    arr = np.ravel(arr, order="C" if order_matters else "K")
+    if layout == "strided":
+        if any(s < 0 for s in arr.strides):
+            arr = np.ascontiguousarray(arr)
+        return _describe_torch(_torch().from_numpy(arr), name, layout, allow_meta)
+    arr = np.ravel(arr, order="C" if layout == "rowmajor" else "K")
     if not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr)
-    return Flat(arr.ctypes.data, arr.size, code, "cpu", None, arr)
+    return Desc(arr.ctypes.data, arr.size, code, "cpu", None, arr)
 
 
-def _flat_torch(t, name, order_matters):
+_PLAIN = None
+
+
+def _plain_types():
+    global _PLAIN
+    if _PLAIN is None:
+        torch = _torch()
+        _PLAIN = (torch.Tensor, torch.nn.Parameter)
+    return _PLAIN
+
+
+def _check_plain(t, name):
+    """Reject wrappers whose data_ptr() is not their data, naming the type."""
+    cls = type(t)
+    if cls in _plain_types() and not t.is_nested:
+        return
+    if t.is_nested:
+        raise TypeError(f"{name} is a nested tensor (layout {t.layout}); tbfast takes dense tensors: pass "
+                        f"each component, or .values() of a jagged tensor")
     torch = _torch()
+    if getattr(cls, "__torch_dispatch__", None) is not torch.Tensor.__torch_dispatch__:
+        full = f"{cls.__module__}.{cls.__qualname__}"
+        hint = ""
+        if cls.__name__ == "DTensor":
+            hint = ("; for a sharded parameter pass group= to histograms()/add_histograms() (exact histogram of "
+                    "the full tensor), or call .full_tensor() / .to_local() yourself")
+        raise TypeError(f"{name} is a {cls.__name__} ({full}), a tensor subclass whose memory tbfast cannot read "
+                        f"directly{hint}")
+
+
+def _describe_torch(t, name, layout, allow_meta):
+    torch = _torch()
+    _check_plain(t, name)
     try:
         code = _dtypes.code_of(t.dtype)
     except TypeError as exc:
         raise TypeError(f"{name}: {exc}") from None
     if t.layout != torch.strided or t.is_quantized:
-        raise TypeError(f"{name}: unsupported tensor (dtype {t.dtype}, layout {t.layout})")
+        raise TypeError(f"{name}: unsupported tensor (dtype {t.dtype}, layout {t.layout}); tbfast reads dense "
+                        f"(strided) tensors")
     dev = t.device
     if dev.type not in ("cpu", "cuda"):
         if dev.type == "meta":
-            raise ValueError(f"{name} is a meta tensor: it has no data to summarise")
-        t, dev = t.cpu(), torch.device("cpu")  # other accelerators: computed on the host
-    if t.is_neg():  # a lazily negated view: its memory holds the un-negated values
-        t = t.resolve_neg()
+            if not allow_meta:
+                raise ValueError(f"{name} is a meta tensor: it has no data to summarise")
+        else:
+            t, dev = t.cpu(), torch.device("cpu")  # other accelerators: computed on the host
+    if t.is_neg() or t.is_conj():  # lazy views: the memory holds the unresolved values
+        t = t.resolve_neg().resolve_conj()
     n = t.numel()
-    if t.is_contiguous():  # the common case: read in place, flat view made only if asked
+    if layout == "strided" or t.is_contiguous():
         pass
-    elif not order_matters and _dense_order(t.shape, t.stride()):
+    elif layout == "flat" and _dense_order(t.shape, t.stride()):
         t = t.detach().as_strided((n,), (1,))
     else:
         t = t.detach().contiguous()
-    return Flat(t.data_ptr(), n, code, dev.type, dev.index if dev.type == "cuda" else None, t)
+    index = dev.index if dev.type == "cuda" else None
+    if dev.type == "meta":
+        return Desc(0, n, code, "meta", None, t, tuple(t.shape), tuple(t.stride()))
+    ptr = t.data_ptr()
+    if n:
+        _check_storage(t, ptr, name)
+    if layout == "strided":
+        return Desc(ptr, n, code, dev.type, index, t, tuple(t.shape), tuple(t.stride()))
+    return Desc(ptr, n, code, dev.type, index, t)
+
+
+def _check_storage(t, ptr, name):
+    """The storage must hold every element the sizes, strides and offset address."""
+    if ptr == 0:
+        raise ValueError(f"{name}: the tensor's data pointer is null (its storage was freed or never allocated)")
+    storage = t.untyped_storage()
+    last = sum((s - 1) * st for s, st in zip(t.shape, t.stride()))
+    need = (t.storage_offset() + last + 1) * t.element_size()
+    if need > storage.nbytes() or t.storage_offset() < 0:
+        raise ValueError(f"{name}: the tensor addresses {need} bytes of a storage of {storage.nbytes()} bytes "
+                         f"(a resized-away or truncated storage); refusing to read past it")

@@ -5,7 +5,12 @@ TensorBoard's ``EventFileWriter`` does it, so TensorBoard (Python or Rust reader
 them; neither tensorboard nor TensorFlow is needed to write them.
 
 Callers serialise and frame on their own thread and queue the framed bytes; one daemon
-thread per writer appends them to the file. Nothing accepted is lost: ``close()``, the
+thread per writer appends them to the file. Results that are still on a GPU are queued as
+deferred records (:meth:`EventFileWriter.add_deferred`): a callable that the writer thread
+runs in queue order once the result has reached the host, packing and serialising there,
+so the training thread never waits for the GPU. An error raised by such a callable (bad
+data found when the result arrived) is raised once to the caller of the next add, flush
+or close; the writer keeps working. Nothing accepted is lost: ``close()``, the
 writer being garbage-collected, and interpreter exit (an atexit hook) all drain the
 queue and flush.
 """
@@ -71,6 +76,7 @@ class _Worker:
         self._closing = False
         self._done = False
         self._error = None
+        self._data_errors = []  # raised once each, to the next caller (deferred records)
         self._thread = threading.Thread(target=self._run, name="tbfast-event-writer", daemon=True)
         self._thread.start()
         _live.add(self)
@@ -85,6 +91,12 @@ class _Worker:
             raise self._error
         if self._closing:
             raise WriterClosedError("EventFileWriter is closed; create a new writer to log more events")
+        self._raise_data_error()
+
+    def _raise_data_error(self):
+        # Called with the lock held.
+        if self._data_errors:
+            raise self._data_errors.pop(0)
 
     def put(self, framed):
         self.put_many((framed,))
@@ -114,6 +126,7 @@ class _Worker:
                 self._progress.wait()
             if self._error is not None:
                 raise self._error
+            self._raise_data_error()
 
     def close(self, wait=True):
         """Stops accepting records; with ``wait`` drains, flushes, closes the file and
@@ -130,6 +143,8 @@ class _Worker:
         self._thread.join()
         if first and self._error is not None:
             raise self._error
+        with self._progress:
+            self._raise_data_error()
 
     # --- background thread -----------------------------------------------------------
 
@@ -146,6 +161,22 @@ class _Worker:
             want_flush = self._closing or self._flush_target > self._flushed
             return batch, self._accepted, want_flush, self._closing
 
+    def _resolve(self, batch):
+        """Framed records of a batch, running deferred items (outside the lock) in order."""
+        if all(isinstance(item, bytes) for item in batch):
+            return batch
+        out = []
+        for item in batch:
+            if isinstance(item, bytes):
+                out.append(item)
+                continue
+            try:
+                out.extend(frame_record(r) for r in item())
+            except Exception as exc:  # bad data found on arrival: reported to the next caller
+                with self._progress:
+                    self._data_errors.append(exc)
+        return out
+
     def _run(self):
         next_flush = 0.0  # the first data is flushed at once
         unflushed = False
@@ -153,6 +184,8 @@ class _Worker:
             batch, count, want_flush, closing = self._next_batch(unflushed, next_flush)
             if self._error is None:
                 try:
+                    if batch:
+                        batch = self._resolve(batch)
                     if batch:
                         self._file.write(b"".join(batch))
                         unflushed = True
@@ -252,6 +285,15 @@ class EventFileWriter:
         """Queues several already-serialised records in order, as one batch. Same
         errors as :meth:`add_record`."""
         self._worker.put_many([frame_record(d) for d in datas])
+
+    def add_deferred(self, make_records):
+        """Queues ``make_records``, a callable returning a list of serialised records,
+        to run on the writer thread in queue order (it may wait there for a GPU result).
+        An exception it raises is raised once to the caller of the next add, flush or
+        close. Same errors as :meth:`add_record` for the queueing itself."""
+        if not callable(make_records):
+            raise TypeError("add_deferred expects a callable returning a list of serialised records")
+        self._worker.put(make_records)
 
     def flush(self):
         """Blocks until every record queued so far is written and flushed to the OS.

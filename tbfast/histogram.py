@@ -1,8 +1,19 @@
 """Histogram op: TensorBoard-exact bucket counts and statistics, computed where the data is.
 
 Public API: :func:`histogram`, :func:`histograms`, :func:`default_edges`,
-:class:`HistogramResult`. Bucket semantics are NumPy's ``np.histogram`` on float64, which
-is what ``torch.utils.tensorboard`` runs (spec 1.3); see csrc/histogram.h for the kernel.
+:class:`HistogramResult`, :class:`HistogramBatch`. Bucket semantics are NumPy's
+``np.histogram`` on float64, which is what ``torch.utils.tensorboard`` runs (spec 1.3);
+see csrc/histogram.h for the kernels.
+
+Flow (the device contract, tbfast/_device.py): inputs are described once
+(tbfast/_tensor.py), grouped per device, and each group becomes one :class:`HistogramJob`
+whose outputs (counts, statistics, non-finite counts of every tensor) are views of one
+packed buffer on that device. One backend call fills it (one native launch sequence per
+device for any number of tensors). The batch reaches the host with one asynchronous copy;
+limits for ``bins=int`` are derived from the statistics there, and checks that need the
+data ("too many bins for the data range", as NumPy raises) run there: at once for CPU
+input, when the result is first read for CUDA input (for the writer: on its next call,
+``flush()`` or ``close()``, naming the tag).
 """
 
 import functools
@@ -11,13 +22,12 @@ import operator
 
 import numpy as np
 
-from . import _dtypes, _native, _tensor, backends
+from . import _device, _dtypes, _native, _tensor, backends
 
 # NumPy's bin estimators, which torch passes straight to np.histogram (spec 1.2).
 ESTIMATORS = ("auto", "fd", "doane", "scott", "stone", "rice", "sturges", "sqrt")
 
-EDGES, UNIFORM, UNIFORM_AUTO = 0, 1, 2  # csrc/histogram.h HistMode
-_LOOKUP_DOUBLES = 3 * (1 << 16) + 1  # csrc/histogram.h EdgeLookup: 16 + 8 bytes per key, + 8
+EDGES, UNIFORM, UNIFORM_AUTO = 0, 1, 2  # csrc/histogram.h HistMode (checked against tbfast._C)
 
 
 @functools.lru_cache(maxsize=1)
@@ -40,12 +50,15 @@ def default_edges():
 
 @functools.lru_cache(maxsize=32)
 def _lookup_for(edges_bytes):
+    """(edges, EdgeLookup bytes as uint8) built by the native module; the struct size
+    comes from the module itself."""
     edges = np.frombuffer(edges_bytes, dtype=np.float64)
     mod, why = _native.cpu()
-    lookup = np.zeros(_LOOKUP_DOUBLES, dtype=np.float64)
     if mod is None:
         raise backends.BackendUnavailable(why)
-    mod.histogram_build_lookup(edges.ctypes.data, edges.size, lookup.ctypes.data)
+    lookup = np.zeros(mod.HIST_EDGE_LOOKUP_BYTES, dtype=np.uint8)
+    mod.histogram_build_lookup(edges=edges.ctypes.data, num_edges=edges.size, lookup=lookup.ctypes.data,
+                               lookup_bytes=lookup.nbytes)
     return edges, lookup
 
 
@@ -59,13 +72,13 @@ class BinSpec:
         self.mode, self.num_bins, self.edges, self.ranges = mode, num_bins, edges, ranges
 
 
-def _resolve_bins(bins, flats):
+def _resolve_bins(bins, descs):
     if isinstance(bins, str):
         if bins == "tensorflow":
             edges = _default_edges()
             return BinSpec(EDGES, edges.size - 1, edges=edges)
         if bins in ESTIMATORS:
-            return _estimator_bins(bins, flats)
+            return _estimator_bins(bins, descs)
         raise ValueError(f"bins={bins!r}: expected 'tensorflow', one of {ESTIMATORS}, an int or a sequence of edges")
     if isinstance(bins, (bool, np.bool_)):
         raise TypeError("bins must be 'tensorflow', an estimator name, an int or a sequence of edges, not a bool")
@@ -89,11 +102,12 @@ def _resolve_bins(bins, flats):
     return BinSpec(EDGES, edges.size - 1, edges=edges)
 
 
-def _estimator_bins(name, flats):
-    # Quantile-based estimators need the data on the host: equal-width bins whose count
-    # NumPy chooses; counting then runs on the uniform path like np.histogram does.
+def _estimator_bins(name, descs):
+    # Quantile-based estimators need the data on the host (for CUDA input: a copy and a
+    # sync, documented): equal-width bins whose count NumPy chooses; counting then runs
+    # on the uniform path like np.histogram does.
     ranges, counts = [], set()
-    for f in flats:
+    for f in descs:
         vals = _finite_float64(f)
         edges = np.histogram_bin_edges(vals, bins=name)
         ranges.append((edges[0], edges[-1]))
@@ -138,21 +152,53 @@ def _auto_range(mn, mx):
 
 
 # ---------------------------------------------------------------------------------------
-# Backends. Each takes (flats, spec) and returns (counts[T, B] int64, stats[T, 4] float64,
-# nonfinite[T, 3] int64) as NumPy arrays (CPU) or torch tensors (on the inputs' device).
+# The job: what every backend receives.
 # ---------------------------------------------------------------------------------------
 
 
-@backends.implements("histogram", "native", "cpu")
-def _native_cpu(flats, spec):
+class HistogramJob:
+    """One device's share of a histogram call.
+
+    descs: [Desc] (flat descriptors, all on one device); spec: BinSpec; device_type
+    'cpu' / 'cuda' / 'meta'; device_index; stream: raw handle (CUDA) and torch_stream;
+    out: :class:`tbfast._device.Packed` with ``counts`` int64 [T, B], ``stats`` float64
+    [T, 4] (finite min, max, sum, sum of squares) and ``nonfinite`` int64 [T, 3] (NaN,
+    +Inf, -Inf) on the job's device. A backend fills every element of ``out``.
+    """
+
+    __slots__ = ("descs", "spec", "device_type", "device_index", "stream", "torch_stream", "out")
+
+    def __init__(self, descs, spec, device_type, device_index=None, stream=None):
+        self.descs, self.spec = descs, spec
+        self.device_type, self.device_index = device_type, device_index
+        self.stream = self.torch_stream = None
+        if device_type == "cuda":
+            self.stream = _device.resolve_stream(stream, device_index)
+            self.torch_stream = _device.torch_stream(self.stream, device_index)
+            current = _device._torch().cuda.current_stream(device_index)
+            if self.torch_stream.cuda_stream != current.cuda_stream:
+                for d in descs:  # the inputs are read on another stream than they were made on
+                    d.owner.record_stream(self.torch_stream)
+        T, B = len(descs), spec.num_bins
+        with _device.StreamScope(self):
+            self.out = _device.Packed([("counts", (T, B), "i8"), ("stats", (T, 4), "f8"), ("nonfinite", (T, 3), "i8")],
+                                      device_type, device_index, self.torch_stream)
+
+
+# ---------------------------------------------------------------------------------------
+# Backends (registered in tbfast/backends.py OPS). Each fills job.out on job's device.
+# ---------------------------------------------------------------------------------------
+
+
+def _native_cpu(job):
     mod, why = _native.cpu()
-    T, B = len(flats), spec.num_bins
-    data = np.array([f.ptr for f in flats], dtype=np.uint64)
-    numels = np.array([f.numel for f in flats], dtype=np.int64)
-    codes = np.array([f.dtype for f in flats], dtype=np.int32)
-    counts = np.zeros((T, B), dtype=np.int64)
-    stats = np.zeros((T, 4), dtype=np.float64)
-    nonfinite = np.zeros((T, 3), dtype=np.int64)
+    if mod is None:
+        raise backends.BackendUnavailable(why)
+    spec, out = job.spec, job.out
+    T, B = len(job.descs), spec.num_bins
+    data = np.array([f.ptr for f in job.descs], dtype=np.uint64)
+    numels = np.array([f.numel for f in job.descs], dtype=np.int64)
+    codes = np.array([f.dtype for f in job.descs], dtype=np.int32)
     edges_ptr = lookup_ptr = ranges_ptr = 0
     if spec.mode == EDGES:
         edges, lookup = _lookup_for(spec.edges.tobytes())
@@ -160,26 +206,66 @@ def _native_cpu(flats, spec):
     elif spec.mode == UNIFORM:
         ranges = np.ascontiguousarray(spec.ranges, dtype=np.float64)
         ranges_ptr = ranges.ctypes.data
-    threads = _native.num_threads()
-    args = (T, data.ctypes.data, numels.ctypes.data, codes.ctypes.data, spec.mode, B, edges_ptr, lookup_ptr,
-            ranges_ptr, counts.ctypes.data, stats.ctypes.data, nonfinite.ctypes.data)
+    args = dict(num_tensors=T, data=data.ctypes.data, numels=numels.ctypes.data, dtypes=codes.ctypes.data,
+                mode=spec.mode, num_bins=B, edges=edges_ptr, lookup=lookup_ptr, ranges=ranges_ptr,
+                counts=out.counts.ctypes.data, stats=out.stats.ctypes.data, nonfinite=out.nonfinite.ctypes.data,
+                num_threads=_native.num_threads())
     if spec.mode == UNIFORM_AUTO:
-        mod.histogram(*args, True, True, threads)  # min/max first: they set the range
-        mod.histogram(*args, False, False, threads)
+        mod.histogram(**args, stats_only=True, with_stats=True)  # min/max first: they set the range
+        mod.histogram(**args, stats_only=False, with_stats=False)
     else:
-        mod.histogram(*args, False, True, threads)
-    return counts, stats, nonfinite
+        mod.histogram(**args, stats_only=False, with_stats=True)
 
 
-@backends.implements("histogram", "numba", "cpu")
-def _numba_cpu(flats, spec):
+def _native_cuda(job):
+    """One launch sequence for every tensor of the job (csrc/cuda/histogram_cuda.cu),
+    enqueued on the job's stream; nothing waits for the device."""
+    mod, why = _native.cuda()
+    if mod is None:
+        raise backends.BackendUnavailable(why)
+    torch = _device._torch()
+    spec, out, descs = job.spec, job.out, job.descs
+    T, B = len(descs), spec.num_bins
+    chunk = mod.HIST_CUDA_CHUNK
+    numels = np.array([d.numel for d in descs], dtype=np.int64)
+    offsets = np.zeros(T + 1, dtype=np.int64)
+    np.cumsum((numels + chunk - 1) // chunk, out=offsets[1:])
+    codes = np.zeros(T + (T & 1), dtype=np.int32)
+    codes[:T] = [d.dtype for d in descs]
+    parts = [np.array([d.ptr for d in descs], dtype=np.int64), numels, offsets, codes.view(np.int64)]
+    if spec.mode == UNIFORM:
+        parts.append(np.ascontiguousarray(spec.ranges, dtype=np.float64).reshape(-1).view(np.int64))
+    table = np.concatenate(parts)
+    dev = torch.device("cuda", job.device_index)
+    with _device.StreamScope(job):
+        meta = _device.to_device(table, dev)  # one pinned, non-blocking upload of the descriptors
+        base = meta.data_ptr()
+        edges_ptr = lookup_ptr = ranges_ptr = 0
+        if spec.mode == EDGES:
+            key = spec.edges.tobytes()
+            edges_ptr = _device.device_constant(("edges", key), lambda: spec.edges, job.device_index,
+                                                job.torch_stream).data_ptr()
+            lookup_ptr = _device.device_constant(("lookup", key), lambda: _lookup_for(key)[1], job.device_index,
+                                                 job.torch_stream).data_ptr()
+        elif spec.mode == UNIFORM:
+            ranges_ptr = base + 8 * (3 * T + 1 + len(codes) // 2)
+        num_chunks = int(offsets[-1])
+        nbytes = mod.histogram_cuda_scratch_bytes(num_tensors=T, num_chunks=num_chunks, num_bins=B, mode=spec.mode)
+        scratch = torch.empty(max(1, nbytes), dtype=torch.uint8, device=dev)
+        mod.histogram_cuda(num_tensors=T, data=base, numels=base + 8 * T, chunk_offsets=base + 16 * T,
+                           dtypes=base + 8 * (3 * T + 1), num_chunks=num_chunks, mode=spec.mode, num_bins=B,
+                           edges=edges_ptr, lookup=lookup_ptr, ranges=ranges_ptr, counts=out.counts.data_ptr(),
+                           stats=out.stats.data_ptr(), nonfinite=out.nonfinite.data_ptr(), scratch=scratch.data_ptr(),
+                           scratch_bytes=nbytes, stream=job.stream)
+
+
+def _numba_cpu(job):
     from .numba_kernels import histogram_numba as nk
 
-    T, B = len(flats), spec.num_bins
-    counts = np.zeros((T, B), dtype=np.int64)
-    stats = np.zeros((T, 4), dtype=np.float64)
-    nonfinite = np.zeros((T, 3), dtype=np.int64)
-    for t, f in enumerate(flats):
+    spec, out = job.spec, job.out
+    counts, stats, nonfinite = out.counts, out.stats, out.nonfinite
+    counts[...] = 0
+    for t, f in enumerate(job.descs):
         arr, kind = nk.prepare(f.numpy(), f.dtype)
         nk.stats(arr, kind, stats[t], nonfinite[t])
         if spec.mode == EDGES:
@@ -187,46 +273,59 @@ def _numba_cpu(flats, spec):
         else:
             first, last = spec.ranges[t] if spec.mode == UNIFORM else _auto_range(stats[t, 0], stats[t, 1])
             nk.count_uniform(arr, kind, float(first), float(last), counts[t])
-    return counts, stats, nonfinite
 
 
-def _reference_impl(flats, spec):
-    """Plain torch ops on the inputs' device: float64 copy, searchsorted, scatter_add.
-    No host synchronisation; slow and memory-hungry, but obviously NumPy-equivalent."""
+def _numba_cuda(job):
+    from .numba_kernels import histogram_numba_cuda as nk
+
+    with _device.StreamScope(job):
+        nk.run(job)
+
+
+def _as_torch(x):
     import torch
 
-    T, B = len(flats), spec.num_bins
-    dev = torch.device(flats[0].device, flats[0].device_index) if flats[0].device == "cuda" else torch.device("cpu")
-    counts = torch.zeros((T, B), dtype=torch.int64, device=dev)
-    stats = torch.zeros((T, 4), dtype=torch.float64, device=dev)
-    nonfinite = torch.zeros((T, 3), dtype=torch.int64, device=dev)
-    for t, f in enumerate(flats):
-        x = _torch_float64(f, dev)
-        fin = torch.isfinite(x)
-        xf = torch.where(fin, x, torch.zeros((), dtype=x.dtype, device=dev))
-        inf = torch.tensor(math.inf, dtype=torch.float64, device=dev)
-        stats[t, 0] = torch.where(fin, x, inf).min() if x.numel() else inf
-        stats[t, 1] = torch.where(fin, x, -inf).max() if x.numel() else -inf
-        stats[t, 2] = xf.sum()
-        stats[t, 3] = (xf * xf).sum()
-        nonfinite[t, 0] = torch.isnan(x).sum()
-        nonfinite[t, 1] = (x == math.inf).sum()
-        nonfinite[t, 2] = (x == -math.inf).sum()
-        if spec.mode == EDGES:
-            edges = torch.tensor(spec.edges, device=dev)
-            ub = torch.searchsorted(edges, xf, right=True)
-            slot = ub - (xf == edges[-1]).long()  # last bin is closed
-        else:
-            if spec.mode == UNIFORM:
-                first, last = (torch.tensor(v, dtype=torch.float64, device=dev) for v in spec.ranges[t])
+    return torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+
+
+def _reference_impl(job):
+    """Plain torch ops on the job's device: float64 copy, searchsorted, scatter_add.
+    No host synchronisation (tests run it on meta tensors, which cannot be read): slow
+    and memory-hungry, but obviously NumPy-equivalent."""
+    import torch
+
+    spec = job.spec
+    B = spec.num_bins
+    counts, stats, nonfinite = (_as_torch(x) for x in (job.out.counts, job.out.stats, job.out.nonfinite))
+    dev = counts.device
+    with _device.StreamScope(job):
+        inf = torch.full((), math.inf, dtype=torch.float64, device=dev)
+        edges = _device.to_device(spec.edges, dev) if spec.mode == EDGES else None
+        ranges = _device.to_device(spec.ranges, dev) if spec.mode == UNIFORM else None
+        for t, f in enumerate(job.descs):
+            x = _torch_float64(f, dev)
+            fin = torch.isfinite(x)
+            xf = torch.where(fin, x, torch.zeros((), dtype=x.dtype, device=dev))
+            stats[t, 0] = torch.where(fin, x, inf).amin() if f.numel else inf
+            stats[t, 1] = torch.where(fin, x, -inf).amax() if f.numel else -inf
+            stats[t, 2] = xf.sum()
+            stats[t, 3] = (xf * xf).sum()
+            nonfinite[t, 0] = torch.isnan(x).sum()
+            nonfinite[t, 1] = (x == math.inf).sum()
+            nonfinite[t, 2] = (x == -math.inf).sum()
+            if spec.mode == EDGES:
+                ub = torch.searchsorted(edges, xf, right=True)
+                slot = ub - (xf == edges[-1]).long()  # last bin is closed
             else:
-                first, last = _torch_auto_range(stats[t, 0], stats[t, 1])
-            slot = _torch_uniform_slot(xf, first, last, B)
-        slot = torch.where(fin, slot, torch.zeros_like(slot))
-        full = torch.zeros(B + 2, dtype=torch.int64, device=dev)
-        full.scatter_add_(0, slot, torch.ones_like(slot))
-        counts[t] = full[1:B + 1]
-    return counts, stats, nonfinite
+                if spec.mode == UNIFORM:
+                    first, last = ranges[t, 0], ranges[t, 1]
+                else:
+                    first, last = _torch_auto_range(stats[t, 0], stats[t, 1])
+                slot = _torch_uniform_slot(xf, first, last, B)
+            slot = torch.where(fin, slot, torch.zeros_like(slot))
+            full = torch.zeros(B + 2, dtype=torch.int64, device=dev)
+            full.scatter_add_(0, slot, torch.ones_like(slot))
+            counts[t] = full[1:B + 1]
 
 
 def _torch_float64(f, dev):
@@ -265,58 +364,170 @@ def _torch_uniform_slot(x, first, last, n):
     return torch.where(keep, idx.clamp(min=0) + 1, torch.zeros_like(idx))
 
 
-backends.implements("histogram", "reference", "cpu")(_reference_impl)
-backends.implements("histogram", "reference", "cuda")(_reference_impl)
+# ---------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------
 
 
-# ---------------------------------------------------------------------------------------
-# Results and the public API
-# ---------------------------------------------------------------------------------------
+def merge_max_bins(counts, limits, max_bins):
+    """torch's max_bins subsampling (spec 1.3 step 3) on NumPy arrays or torch tensors:
+    groups of ``num_bins // max_bins`` consecutive bins are summed, the last group padded
+    with empty bins; the result can have more than max_bins bins, exactly as in torch."""
+    num_bins = counts.shape[-1]
+    if max_bins is None or num_bins <= max_bins:
+        return counts, limits
+    sub = num_bins // max_bins
+    rem = num_bins % sub
+    if rem:
+        pad = sub - rem
+        if _tensor.is_torch_tensor(counts):
+            import torch
+
+            counts = torch.cat([counts, counts.new_zeros(pad)])
+        else:
+            counts = np.concatenate([counts, np.zeros(pad, dtype=counts.dtype)])
+    counts = counts.reshape(-1, sub).sum(-1)
+    new_limits = limits[:-1:sub]
+    if _tensor.is_torch_tensor(limits):
+        import torch
+
+        new_limits = torch.cat([new_limits, limits[-1:]])
+    else:
+        new_limits = np.concatenate([new_limits, limits[-1:]])
+    return counts, new_limits
+
+
+def _supports(counts):
+    """[(first, last + 1)] of the non-empty bins of each row of counts [T, B], for all
+    rows in one vectorised pass ((0, 0) for an empty row)."""
+    nz = counts != 0
+    first = nz.argmax(axis=1)
+    end = counts.shape[1] - nz[:, ::-1].argmax(axis=1)
+    empty = ~nz[np.arange(len(counts)), first]
+    first[empty] = 0
+    end[empty] = 0
+    return list(zip(first.tolist(), end.tolist()))
+
+
+class HistogramBatch:
+    """Histograms of the tensors of one device, from one backend call.
+
+    It owns the packed output buffer (on the device); ``results`` are
+    :class:`HistogramResult` views of its rows. :meth:`start_host_copy` begins the one
+    asynchronous copy to the host, :meth:`ready` says whether it landed, :meth:`host`
+    waits for it, derives limits, applies ``max_bins`` and runs the checks that need
+    the data, raising ValueError naming the tensor.
+    """
+
+    def __init__(self, names, job, backend, max_bins):
+        self.names, self.job, self.backend, self.max_bins = names, job, backend, max_bins
+        self.numels = [d.numel for d in job.descs]
+        self.torch_out = [d.is_torch for d in job.descs]
+        self._host = None
+        self.results = [HistogramResult(self, i) for i in range(len(names))]
+
+    @property
+    def device_type(self):
+        return self.job.device_type
+
+    def start_host_copy(self):
+        if self.job.device_type == "cuda":
+            self.job.out.start_host_copy()
+        return self
+
+    def ready(self):
+        return self.job.out.ready()
+
+    def host(self):
+        """Host arrays of every row: dict with ``counts`` [T] (list of arrays after
+        max_bins), ``limits`` [T], ``stats`` [T, 4], ``nonfinite`` [T, 3], ``supports``.
+        Raises ValueError for a tensor whose range cannot hold the bins."""
+        if self._host is None:
+            h = self.job.out.host()
+            spec = self.job.spec
+            counts, limits = [], []
+            for t, name in enumerate(self.names):
+                lim = _edges_for(spec, t, h["stats"][t])
+                if spec.mode != EDGES and not (lim[:-1] < lim[1:]).all():
+                    raise ValueError(f"histogram of {name!r}: too many bins for data range; cannot create "
+                                     f"{spec.num_bins} finite-sized bins over [{lim[0]!r}, {lim[-1]!r}] "
+                                     "(numpy raises the same)")
+                c, lim = merge_max_bins(h["counts"][t], lim, self.max_bins)
+                counts.append(c)
+                limits.append(lim)
+            supports = _supports(h["counts"]) if self.max_bins is None else [None] * len(self.names)
+            self._host = {"counts": counts, "limits": limits, "stats": h["stats"], "nonfinite": h["nonfinite"],
+                          "supports": supports}
+        return self._host
 
 
 class HistogramResult:
-    """Histogram of one tensor.
+    """Histogram of one tensor: a row of a :class:`HistogramBatch`.
 
-    Array fields (torch tensors on the input's device for torch input, NumPy arrays for
-    everything else): ``counts`` int64 [B] (after ``max_bins`` merging), ``limits``
-    float64 [B + 1] bucket edges, ``stats`` float64 [4] (finite min, max, sum, sum of
-    squares) and ``nonfinite`` int64 [3] (NaN, +Inf, -Inf counts). Scalar properties
-    (``min``, ``max``, ``sum``, ``sum_squares``, ``num``, ``nan_count``...) copy to the host
-    when read. ``num`` counts the finite values; values beyond the outer edges are
-    counted in ``num`` and the statistics but in no bucket, as in torch.
+    Array fields (torch tensors for torch input, on the input's device for counts /
+    stats / nonfinite; NumPy arrays for everything else): ``counts`` int64 [B] (after
+    ``max_bins`` merging), ``limits`` float64 [B + 1] bucket edges (host), ``stats``
+    float64 [4] (finite min, max, sum, sum of squares) and ``nonfinite`` int64 [3] (NaN,
+    +Inf, -Inf counts). Scalar properties (``min``, ``max``, ``sum``, ``sum_squares``,
+    ``num``, ``nan_count``...) wait for the batch's host copy when read. ``num`` counts
+    the finite values; values beyond the outer edges are counted in ``num`` and the
+    statistics but in no bucket, as in torch.
     """
 
-    __slots__ = ("_arrays", "_host", "numel", "backend", "_torch_out", "support")
+    __slots__ = ("batch", "row")
 
-    def __init__(self, counts, limits, stats, nonfinite, numel, backend, torch_out, support=None):
-        self._arrays = (counts, limits, stats, nonfinite)  # NumPy (CPU kernels) or torch
-        self._host = None
-        self.numel, self.backend, self._torch_out = numel, backend, torch_out
-        self.support = support  # (first, last + 1) non-empty bins if known, (0, 0) if none
+    def __init__(self, batch, row):
+        self.batch, self.row = batch, row
 
-    def _out(self, i):
-        x = self._arrays[i]
-        if self._torch_out and not _tensor.is_torch_tensor(x):
+    @property
+    def backend(self):
+        return self.batch.backend
+
+    @property
+    def numel(self):
+        return self.batch.numels[self.row]
+
+    @property
+    def support(self):
+        return self.batch.host()["supports"][self.row]
+
+    def _device_field(self, name):
+        x = getattr(self.batch.job.out, name)[self.row]
+        torch_out = self.batch.torch_out[self.row]
+        if torch_out and isinstance(x, np.ndarray):
             import torch
 
-            return torch.from_numpy(np.array(x) if not x.flags.writeable else x)
-        if not self._torch_out and _tensor.is_torch_tensor(x):
+            return torch.from_numpy(x)
+        if not torch_out and not isinstance(x, np.ndarray):
             return x.cpu().numpy()
         return x
 
-    counts = property(lambda self: self._out(0))
-    limits = property(lambda self: self._out(1))
-    stats = property(lambda self: self._out(2))
-    nonfinite = property(lambda self: self._out(3))
+    @property
+    def counts(self):
+        if self.batch.device_type == "cpu" or self.batch.max_bins is not None:
+            c = self.host()[0]
+            return self._wrap(c)
+        return self._device_field("counts")
+
+    @property
+    def limits(self):
+        return self._wrap(self.host()[1])
+
+    stats = property(lambda self: self._device_field("stats"))
+    nonfinite = property(lambda self: self._device_field("nonfinite"))
+
+    def _wrap(self, x):
+        if self.batch.torch_out[self.row]:
+            import torch
+
+            return torch.from_numpy(np.array(x) if not x.flags.writeable else x)
+        return x
 
     def host(self):
-        """(counts, limits, stats, nonfinite) as host NumPy arrays (cached)."""
-        if self._host is None:
-            arrays = self._arrays
-            if not all(isinstance(x, np.ndarray) for x in arrays):
-                arrays = tuple(x.cpu().numpy() if _tensor.is_torch_tensor(x) else np.asarray(x) for x in arrays)
-            self._host = arrays
-        return self._host
+        """(counts, limits, stats, nonfinite) as host NumPy arrays (after max_bins)."""
+        h = self.batch.host()
+        r = self.row
+        return h["counts"][r], h["limits"][r], h["stats"][r], h["nonfinite"][r]
 
     def numpy(self):
         """(counts int64 [B], limits float64 [B+1]) as NumPy arrays on the host."""
@@ -360,44 +571,9 @@ class HistogramResult:
                 f"nan={self.nan_count}, +inf={self.posinf_count}, -inf={self.neginf_count}, backend={self.backend})")
 
 
-def merge_max_bins(counts, limits, max_bins):
-    """torch's max_bins subsampling (spec 1.3 step 3) on NumPy arrays or torch tensors:
-    groups of ``num_bins // max_bins`` consecutive bins are summed, the last group padded
-    with empty bins; the result can have more than max_bins bins, exactly as in torch."""
-    num_bins = counts.shape[-1]
-    if max_bins is None or num_bins <= max_bins:
-        return counts, limits
-    sub = num_bins // max_bins
-    rem = num_bins % sub
-    if rem:
-        pad = sub - rem
-        if _tensor.is_torch_tensor(counts):
-            import torch
-
-            counts = torch.cat([counts, counts.new_zeros(pad)])
-        else:
-            counts = np.concatenate([counts, np.zeros(pad, dtype=counts.dtype)])
-    counts = counts.reshape(-1, sub).sum(-1)
-    new_limits = limits[:-1:sub]
-    if _tensor.is_torch_tensor(limits):
-        import torch
-
-        new_limits = torch.cat([new_limits, limits[-1:]])
-    else:
-        new_limits = np.concatenate([new_limits, limits[-1:]])
-    return counts, new_limits
-
-
-def _supports(counts):
-    """[(first, last + 1)] of the non-empty bins of each row of counts [T, B], for all
-    rows in one vectorised pass ((0, 0) for an empty row)."""
-    nz = counts != 0
-    first = nz.argmax(axis=1)
-    end = counts.shape[1] - nz[:, ::-1].argmax(axis=1)
-    empty = ~nz[np.arange(len(counts)), first]
-    first[empty] = 0
-    end[empty] = 0
-    return list(zip(first.tolist(), end.tolist()))
+# ---------------------------------------------------------------------------------------
+# The public API
+# ---------------------------------------------------------------------------------------
 
 
 def _check_max_bins(max_bins):
@@ -407,42 +583,38 @@ def _check_max_bins(max_bins):
         raise ValueError(f"max_bins must be a positive int or None, got {max_bins!r}")
 
 
-def _compute(named_flats, bins, max_bins, backend):
-    """Histograms of [(name, Flat)] grouped per device, one backend call per group."""
+def launch(named_descs, bins="tensorflow", max_bins=None, backend=None, stream=None):
+    """Histograms of [(name, Desc)] as one :class:`HistogramBatch` per device, each from
+    one backend call, in first-appearance order. Nothing waits for a device: CUDA
+    batches stay on their device until :meth:`HistogramBatch.start_host_copy` /
+    :meth:`HistogramBatch.host`. Raises ValueError for empty tensors and bad bins."""
     _check_max_bins(max_bins)
-    for name, f in named_flats:
-        if f.numel == 0:
-            raise ValueError(f"histogram of {name!r}: the tensor has no elements")
     groups = {}
-    for i, (name, f) in enumerate(named_flats):
-        groups.setdefault((f.device, f.device_index), []).append(i)
-    results = [None] * len(named_flats)
-    for (device, _), idx in groups.items():
-        flats = [named_flats[i][1] for i in idx]
-        spec = _resolve_bins(bins, flats)
-        used, impl = backends.select("histogram", device, backend)
-        counts, stats, nonfinite = impl(flats, spec)
-        host_stats = None
-        support = _supports(counts) if max_bins is None and isinstance(counts, np.ndarray) else None
-        for row, i in enumerate(idx):
-            f = flats[row]
-            if spec.mode == UNIFORM_AUTO:
-                if host_stats is None:  # CPU: free; CUDA: the limits are what the caller asked for
-                    host_stats = stats.cpu().numpy() if _tensor.is_torch_tensor(stats) else stats
-                limits = _edges_for(spec, row, host_stats[row])
-            else:
-                limits = _edges_for(spec, row, None)
-            if spec.mode != EDGES and not (limits[:-1] < limits[1:]).all():
-                raise ValueError(f"histogram of {named_flats[i][0]!r}: too many bins for data range; cannot create "
-                                 f"{spec.num_bins} finite-sized bins over [{limits[0]!r}, {limits[-1]!r}] "
-                                 "(numpy raises the same)")
-            c, lim = merge_max_bins(counts[row], limits, max_bins)
-            results[i] = HistogramResult(c, lim, stats[row], nonfinite[row], f.numel, used, f.is_torch,
-                                         None if support is None else support[row])
-    return results
+    for name, d in named_descs:
+        if d.numel == 0:
+            raise ValueError(f"histogram of {name!r}: the tensor has no elements")
+        groups.setdefault((d.device, d.device_index), []).append((name, d))
+    batches = []
+    for (device, index), items in groups.items():
+        descs = [d for _, d in items]
+        spec = _resolve_bins(bins, descs)
+        job = HistogramJob(descs, spec, device, index, stream)
+        used = backends.dispatch("histogram", job, backend)
+        batches.append(HistogramBatch([n for n, _ in items], job, used, max_bins))
+    return batches
 
 
-def histogram(values, bins="tensorflow", max_bins=None, backend=None):
+def _results(named_descs, batches):
+    by_name = {}
+    for b in batches:
+        if b.device_type == "cpu":
+            b.host()  # checks that need the data: at once for CPU input
+        for name, r in zip(b.names, b.results):
+            by_name[name] = r
+    return by_name
+
+
+def histogram(values, bins="tensorflow", max_bins=None, backend=None, stream=None):
     """Histogram of ``values`` as ``torch.utils.tensorboard`` would bucket it.
 
     values: torch tensor (any shape, stride, device CPU/CUDA; bool, integer, float16,
@@ -454,22 +626,34 @@ def histogram(values, bins="tensorflow", max_bins=None, backend=None):
     max_bins: merge buckets exactly as torch does (spec 1.3), or None.
     backend: force ``"native"``, ``"numba"`` or ``"reference"`` (default: best available,
         or TBFAST_BACKEND).
+    stream: CUDA input only: a ``torch.cuda.Stream``, an object with ``__cuda_stream__``
+        or a raw handle; default torch's current stream of the tensor's device.
 
     NaN and +-Inf are never bucketed and never fail: they are counted in the result's
     ``nonfinite`` and left out of min/max/sum/sum_squares. Raises ValueError for empty
-    input or invalid bins, TypeError for unsupported types.
+    input or invalid bins (for CUDA input, "too many bins for data range" when the
+    result is first read), TypeError for unsupported types.
     """
-    return _compute([("values", _tensor.flat(values))], bins, max_bins, backend)[0]
+    named = [("values", _tensor.describe(values))]
+    return _results(named, launch(named, bins, max_bins, backend, stream))["values"]
 
 
-def histograms(named_tensors, bins="tensorflow", max_bins=None, backend=None):
+def histograms(named_tensors, bins="tensorflow", max_bins=None, backend=None, stream=None):
     """Histograms of many tensors at once (a model's parameters and gradients).
 
     named_tensors: a mapping or an iterable of (name, tensor) pairs, e.g.
     ``model.named_parameters()``; tensors of mixed sizes, dtypes and devices. All tensors
-    on one device go through one native call. Returns ``{name: HistogramResult}`` in
+    on one device go through one backend call. Returns ``{name: HistogramResult}`` in
     input order. Raises ValueError naming the first empty tensor or duplicate name.
     """
+    named = describe_named(named_tensors)
+    results = _results(named, launch(named, bins, max_bins, backend, stream))
+    return {name: results[name] for name, _ in named}
+
+
+def describe_named(named_tensors):
+    """[(name, Desc)] of a mapping or iterable of (name, tensor); ValueError on a
+    duplicate name."""
     items = named_tensors.items() if hasattr(named_tensors, "items") else named_tensors
     named = []
     seen = set()
@@ -477,6 +661,5 @@ def histograms(named_tensors, bins="tensorflow", max_bins=None, backend=None):
         if name in seen:
             raise ValueError(f"histograms: duplicate name {name!r}")
         seen.add(name)
-        named.append((name, _tensor.flat(t, name=repr(name))))
-    results = _compute(named, bins, max_bins, backend)
-    return {name: r for (name, _), r in zip(named, results)}
+        named.append((name, _tensor.describe(t, name=repr(name))))
+    return named

@@ -7,14 +7,16 @@ one; interior empty buckets kept. No summary metadata, like torch.
 Non-finite values: NaN and +-Inf are never bucketed and never fail. Their counts are
 written as scalars beside the histogram, ``<tag>/nan_count``, ``<tag>/posinf_count`` and
 ``<tag>/neginf_count``, at every step where one is non-zero and, once a tag has had
-any, at every later step of that tag (so the series shows when they go away).
+any, at every later step of that tag (so the series shows when they go away). A step
+where the tensor has no finite value at all writes only those scalars and no histogram:
+TensorBoard would draw an empty histogram as values collapsing to 0, which misleads.
 """
 
 import threading
 
 import numpy as np
 
-from . import _wire
+from . import _tensor, _wire
 from . import histogram as _histogram
 from .proto import HistogramProto, Summary
 
@@ -99,10 +101,10 @@ class HistogramLogging:
         return state
 
     def _histogram_summaries(self, tag, result):
-        """[Summary bytes] for one result: the histogram, then the non-finite counts when
-        this tag has ever had any."""
-        out = [histogram_summary_bytes(tag, result)]
+        """[Summary bytes] for one result: the histogram (none when no value is finite),
+        then the non-finite counts when this tag has ever had any."""
         counts = result.host()[3].tolist()
+        out = [histogram_summary_bytes(tag, result)] if result.numel > sum(counts) else []
         seen, lock = self._nonfinite_tags()
         with lock:
             if any(counts):
@@ -112,8 +114,30 @@ class HistogramLogging:
             out.append(nonfinite_summary_bytes(tag, counts))
         return out
 
-    def _write_histogram(self, tag, result, global_step, walltime):
-        self._write_summaries(self._histogram_summaries(tag, result), global_step, walltime)
+    @staticmethod
+    def _start_batches(batches):
+        """CPU batches are checked now (free); device batches start their one host copy."""
+        for b in batches:
+            if b.device_type == "cpu":
+                b.host()
+            else:
+                b.start_host_copy()
+        return batches
+
+    def _write_histogram_batches(self, batches, global_step, walltime):
+        """Queue started histogram batches: they are packed on the writer's thread once
+        their host copy landed, so this never waits for the GPU. A check that fails there
+        (too many bins for the data range) is raised on the writer's next call, flush()
+        or close(), naming the tag."""
+
+        def summaries():
+            out = []
+            for b in batches:
+                for tag, result in zip(b.names, b.results):
+                    out.extend(self._histogram_summaries(tag, result))
+            return out
+
+        self._write_deferred(summaries, global_step, walltime)
 
     def add_histogram(self, tag, values, global_step=None, bins="tensorflow", walltime=None, max_bins=None):
         """torch's ``add_histogram``, computed by tbfast (see :func:`tbfast.histogram`).
@@ -121,12 +145,14 @@ class HistogramLogging:
         values: torch tensor (CPU or CUDA, any dtype tbfast takes), NumPy array or
         sequence. NaN/Inf are counted and written as ``<tag>/nan_count`` etc., never
         fatal. Raises ValueError naming the tag for an empty tensor or invalid bins.
+        CUDA input: runs on the current stream; this call never waits for the GPU.
         """
         try:
-            result = _histogram.histogram(values, bins=bins, max_bins=max_bins)
+            batches = self._start_batches(_histogram.launch([(tag, _tensor.describe(values))], bins=bins,
+                                                            max_bins=max_bins))
         except ValueError as exc:
             raise ValueError(f"add_histogram({tag!r}): {exc}") from None
-        self._write_histogram(tag, result, global_step, walltime)
+        self._write_histogram_batches(batches, global_step, walltime)
 
     def add_histogram_raw(self, tag, min, max, num, sum, sum_squares, bucket_limits, bucket_counts,
                           global_step=None, walltime=None):
@@ -134,17 +160,18 @@ class HistogramLogging:
         self._write_summary(histogram_raw_summary(tag, min, max, num, sum, sum_squares, bucket_limits,
                                                   bucket_counts), global_step, walltime)
 
-    def add_histograms(self, named_tensors, global_step=None, walltime=None, bins="tensorflow", max_bins=None):
-        """Histograms of many tensors in one native call per device; one histogram per
-        name (the tag). named_tensors: mapping or iterable of (tag, tensor)."""
-        results = _histogram.histograms(named_tensors, bins=bins, max_bins=max_bins)
-        summaries = []
-        for tag, result in results.items():
-            summaries.extend(self._histogram_summaries(tag, result))
-        self._write_summaries(summaries, global_step, walltime)
+    def add_histograms(self, named_tensors, global_step=None, walltime=None, bins="tensorflow", max_bins=None,
+                       stream=None):
+        """Histograms of many tensors in one backend call per device; one histogram per
+        name (the tag). named_tensors: mapping or iterable of (tag, tensor). CUDA
+        tensors: one launch sequence and one host copy per device, on ``stream``
+        (default: the current stream); this call never waits for the GPU."""
+        named = _histogram.describe_named(named_tensors)
+        batches = self._start_batches(_histogram.launch(named, bins=bins, max_bins=max_bins, stream=stream))
+        self._write_histogram_batches(batches, global_step, walltime)
 
     def add_module_histograms(self, module, global_step=None, walltime=None, parameters=True, gradients=True,
-                              prefix="", bins="tensorflow", max_bins=None):
+                              prefix="", bins="tensorflow", max_bins=None, stream=None):
         """Histograms of every parameter (tag ``<prefix>parameters/<name>``) and every
         existing gradient (``<prefix>gradients/<name>``) of a ``torch.nn.Module``, all in
         one call per device. Parameters without a gradient are skipped."""
@@ -155,4 +182,4 @@ class HistogramLogging:
             if gradients and p.grad is not None:
                 named.append((f"{prefix}gradients/{name}", p.grad))
         if named:
-            self.add_histograms(named, global_step, walltime, bins=bins, max_bins=max_bins)
+            self.add_histograms(named, global_step, walltime, bins=bins, max_bins=max_bins, stream=stream)

@@ -35,7 +35,7 @@ import math
 import numpy as np
 
 from . import _dtypes, _native, backends
-from ._tensor import as_numpy, is_torch_tensor
+from . import _tensor
 
 __all__ = ["image_grid"]
 
@@ -61,11 +61,15 @@ class GridPlan:
     """
 
     __slots__ = ("images", "dtype", "channels", "height", "width", "out_channels", "cols", "rows", "padding",
-                 "out_height", "out_width", "pad_byte", "normalize", "value_range", "scale_each", "device")
+                 "out_height", "out_width", "pad_byte", "normalize", "value_range", "scale_each", "device", "out")
 
     def __init__(self, **kw):
         for k, v in kw.items():
             setattr(self, k, v)
+
+    @property
+    def device_type(self):
+        return self.device
 
     @property
     def num_images(self):
@@ -96,27 +100,8 @@ def _check_format(dataformats):
 
 
 def _as_tensor(x, name):
-    torch = _torch()
-    if is_torch_tensor(x):
-        t = x.detach()
-    else:
-        arr = as_numpy(x, name)
-        if any(s < 0 for s in arr.strides):
-            arr = np.ascontiguousarray(arr)
-        t = torch.from_numpy(arr)
-    if t.is_complex() or t.layout != torch.strided:
-        raise TypeError(f"{name}: unsupported tensor (dtype {t.dtype}, layout {t.layout})")
-    try:
-        _dtypes.code_of(t.dtype)
-    except TypeError as exc:
-        raise TypeError(f"{name}: {exc}") from None
-    if t.device.type not in ("cpu", "cuda"):
-        if t.device.type == "meta":
-            raise ValueError(f"{name} is a meta tensor: it has no pixels")
-        t = t.cpu()
-    if t.is_conj() or t.is_neg():
-        t = t.resolve_conj().resolve_neg()
-    return t
+    """A torch view of one image input, checked by the shared descriptor rules."""
+    return _tensor.describe(x, name, layout="strided").owner.detach()
 
 
 def _to_chw(t, fmt, name):
@@ -219,8 +204,8 @@ def plan_grid(images, nrow=8, padding=2, normalize=False, value_range=None, scal
 
 def run_plan(plan, backend=None):
     """Run a :class:`GridPlan` on the selected backend; uint8 HWC torch tensor."""
-    _, fn = backends.select("image_grid", plan.device, backend=backend)
-    return fn(plan)
+    backends.dispatch("image_grid", plan, backend)
+    return plan.out
 
 
 def image_grid(images, nrow=8, padding=2, normalize=False, value_range=None, scale_each=False, pad_value=0.0,
@@ -258,7 +243,6 @@ def global_range(ranges):
 # ---------------------------------------------------------------- native (C++) ----------
 
 
-@backends.implements("image_grid", "native", "cpu")
 def _grid_native(plan):
     mod, _ = _native.cpu()
     n = plan.num_images
@@ -267,27 +251,30 @@ def _grid_native(plan):
     ranges = np.zeros((n, 2), dtype=np.float64)
     out = plan.empty_output()
     norm, lo, hi = NORM_NONE, 0.0, 1.0
-    args = lambda: (n, ptrs.ctypes.data, strides.ctypes.data, plan.dtype, plan.channels, plan.out_channels,  # noqa: E731
-                    plan.height, plan.width, plan.cols, plan.rows, plan.padding, plan.out_height, plan.out_width,
-                    plan.out_width * plan.out_channels, plan.pad_byte, norm, lo, hi, ranges.ctypes.data,
-                    out.data_ptr(), _native.num_threads())
+    def args():
+        return dict(num_images=n, data=ptrs.ctypes.data, strides=strides.ctypes.data, dtype=plan.dtype,
+                    channels=plan.channels, out_channels=plan.out_channels, height=plan.height, width=plan.width,
+                    cols=plan.cols, rows=plan.rows, padding=plan.padding, out_height=plan.out_height,
+                    out_width=plan.out_width, out_row_stride=plan.out_width * plan.out_channels,
+                    pad_byte=plan.pad_byte, norm=norm, lo=lo, hi=hi, ranges=ranges.ctypes.data, out=out.data_ptr(),
+                    num_threads=_native.num_threads())
+
     if plan.normalize:
         if plan.value_range is not None:
             norm, (lo, hi) = NORM_RANGE, plan.value_range
         else:
-            mod.image_ranges(*args())
+            mod.image_ranges(**args())
             if plan.scale_each:
                 norm = NORM_PER_IMAGE
             else:
                 norm, (lo, hi) = NORM_RANGE, global_range(ranges)
-    mod.image_grid(*args())
-    return out
+    mod.image_grid(**args())
+    plan.out = out
 
 
 # ---------------------------------------------------------------- numba -----------------
 
 
-@backends.implements("image_grid", "numba", "cpu")
 def _grid_numba(plan):
     from .numba_kernels import image_grid_numba as k
 
@@ -315,7 +302,7 @@ def _grid_numba(plan):
                 lo[:], hi[:] = global_range(ranges)
     out = np.empty(plan.out_shape, np.uint8)
     k.image_grid(arr, is_f64, is_u8, norm, lo, hi, plan.cols, plan.padding, plan.pad_byte, out)
-    return torch.from_numpy(out)
+    plan.out = torch.from_numpy(out)
 
 
 # ---------------------------------------------------------------- reference (torch) -----
@@ -329,8 +316,6 @@ def _finite_minmax(x, dims):
     return lo.double(), hi.double()
 
 
-@backends.implements("image_grid", "reference", "cpu")
-@backends.implements("image_grid", "reference", "cuda")
 def _grid_reference(plan):
     torch = _torch()
     x = torch.stack(plan.images)  # N, C, H, W
@@ -365,4 +350,4 @@ def _grid_reference(plan):
     for k in range(n):
         top, left = plan.cell_origin(k)
         out[top:top + plan.height, left:left + plan.width] = x[k]
-    return out
+    plan.out = out

@@ -84,20 +84,31 @@ def png_filter(image, filter="adaptive", backend=None):
     arr = _as_hwc(image)
     if filter not in FILTERS:
         raise ValueError(f"filter must be one of {', '.join(FILTERS)}, got {filter!r}")
-    _, fn = backends.select("png_filter", "cpu", backend=backend)
+    fn = _filter_native if _use_native(backend) else _filter_reference
     return fn(arr, FILTERS[filter])
 
 
-@backends.implements("png_filter", "native", "cpu")
+def _use_native(backend):
+    """PNG is a host codec, not an op of the backend registry (TBFAST_BACKEND does not
+    apply): the native code when the module is loaded, else NumPy/zlib. ``backend``
+    ('native' / 'reference') pins one for tests; a pinned native that cannot load raises."""
+    if backend not in (None, "native", "reference"):
+        raise ValueError(f"backend must be None, 'native' or 'reference', got {backend!r}")
+    mod, why = _native.cpu()
+    if backend == "native" and mod is None:
+        raise backends.BackendUnavailable(f"the native PNG code cannot run: {why}")
+    return backend != "reference" and mod is not None
+
+
 def _filter_native(arr, code):
     mod, _ = _native.cpu()
     h, w, c = arr.shape
     out = np.empty((h, w * c + 1), np.uint8)
-    mod.png_filter(arr.ctypes.data, h, w * c, w * c, c, code, out.ctypes.data, _native.num_threads())
+    mod.png_filter(data=arr.ctypes.data, height=h, row_bytes=w * c, in_row_stride=w * c, bpp=c, filter=code,
+                   out=out.ctypes.data, num_threads=_native.num_threads())
     return out
 
 
-@backends.implements("png_filter", "reference", "cpu")
 def _filter_reference(arr, code):
     h, w, c = arr.shape
     raw = arr.reshape(h, w * c).astype(np.int16)
@@ -211,7 +222,7 @@ def encode_png(image, level=None, strategy=None, filter="adaptive", num_threads=
     head = _SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, _COLOR_TYPE[c], 0, 0, 0))
     tail = _chunk(b"IEND", b"")
     if strategy is None and level in NATIVE_LEVELS:
-        _, fn = backends.select("png_encode", "cpu", backend=backend)
+        fn = _encode_native if _use_native(backend) else _encode_zlib
         return fn(arr, level, FILTERS[filter], threads, head, tail)
     if backend == "native":
         raise ValueError(f"the native PNG encoder implements levels {NATIVE_LEVELS} with no zlib strategy; "
@@ -219,16 +230,15 @@ def encode_png(image, level=None, strategy=None, filter="adaptive", num_threads=
     return _encode_zlib(arr, level, FILTERS[filter], threads, head, tail, strategy)
 
 
-@backends.implements("png_encode", "native", "cpu")
 def _encode_native(arr, level, code, threads, head, tail):
     mod, _ = _native.cpu()
     h, w, c = arr.shape
-    return mod.png_encode(arr.ctypes.data, h, w * c, w * c, c, code, level, head, tail, threads)
+    return mod.png_encode(data=arr.ctypes.data, height=h, row_bytes=w * c, in_row_stride=w * c, bpp=c, filter=code,
+                          level=level, head=head, tail=tail, num_threads=threads)
 
 
-@backends.implements("png_encode", "reference", "cpu")
 def _encode_zlib(arr, level, code, threads, head, tail, strategy=None):
     strategy = STRATEGIES[DEFAULT_STRATEGY if strategy is None else strategy]
-    _, filter_fn = backends.select("png_filter", "cpu")
+    filter_fn = _filter_native if _use_native(None) else _filter_reference
     filtered = filter_fn(arr, code).reshape(-1)
     return b"".join([head, *_deflate(filtered, level, strategy, threads), tail])

@@ -92,7 +92,7 @@ def _device(x):
         d = x.device
         if d.type == "cuda":
             return ("cuda", d.index)
-        return ("cpu", None)  # other devices are read on the host (see _tensor.flat)
+        return ("cpu", None)  # other devices are read on the host (see _tensor.describe)
     return ("cpu", None)
 
 
@@ -111,7 +111,11 @@ class _Job:
     """One validated update: flat inputs, sizes and modes, ready for any backend."""
 
     __slots__ = ("pred", "labels", "weights", "weight_scalar", "weighted", "num_rows", "num_classes",
-                 "num_thresholds", "label_mode", "prob_mode", "per_class", "device")
+                 "num_thresholds", "label_mode", "prob_mode", "per_class", "device", "state")
+
+    @property
+    def device_type(self):
+        return self.device[0]
 
 
 def _resolve_mode(mode, pshape, lshape, pnumel, lnumel):
@@ -200,10 +204,10 @@ def _prepare(labels, predictions, num_thresholds, weights, mode, logits, num_cla
             wcode = _dtype_code(weights, "weights")
             if wcode not in (_dtypes.FLOAT32, _dtypes.FLOAT64):
                 weights = _cast(weights, _dtypes.FLOAT64)
-            job.weights = _tensor.flat(weights, "weights", order_matters=True)
+            job.weights = _tensor.describe(weights, "weights", layout="rowmajor")
 
-    job.pred = _tensor.flat(predictions, "predictions", order_matters=True)
-    job.labels = _tensor.flat(labels, "labels", order_matters=True)
+    job.pred = _tensor.describe(predictions, "predictions", layout="rowmajor")
+    job.labels = _tensor.describe(labels, "labels", layout="rowmajor")
     job.num_rows, job.num_classes, job.num_thresholds = int(rows), int(classes), t
     job.label_mode = label_mode
     job.prob_mode = PROBABILITIES if not logits else (SOFTMAX if mode == "multiclass" else SIGMOID)
@@ -270,8 +274,8 @@ def _run(job, state, backend):
         job.weighted, job.weight_scalar = True, 1.0
     if job.num_rows == 0:
         return None
-    _, impl = backends.select("pr_curve", job.device[0], backend)
-    impl(job, state)
+    job.state = state
+    backends.dispatch("pr_curve", job, backend)
     return None
 
 
@@ -559,17 +563,18 @@ def _like(x, ref, np_dtype):
 # ---- backends -----------------------------------------------------------------------------
 
 
-@backends.implements("pr_curve", "native", "cpu")
-def _native_cpu(job, state):
+def _native_cpu(job):
+    state = job.state
     mod, why = _native.cpu()
     if mod is None:
         raise backends.BackendUnavailable(why)
     w = job.weights
-    mod.pr_curve(job.pred.ptr, job.pred.dtype, job.labels.ptr, job.labels.dtype,
-                 w.ptr if w is not None else 0, w.dtype if w is not None else _dtypes.FLOAT64,
-                 float(job.weight_scalar), job.num_rows, job.num_classes, job.num_thresholds,
-                 job.label_mode, job.prob_mode, _ptr(state.counts), _ptr(state.sums), _ptr(state.bad),
-                 _native.num_threads())
+    mod.pr_curve(predictions=job.pred.ptr, pred_dtype=job.pred.dtype, labels=job.labels.ptr,
+                 label_dtype=job.labels.dtype, weights=w.ptr if w is not None else 0,
+                 weight_dtype=w.dtype if w is not None else _dtypes.FLOAT64, weight_scalar=float(job.weight_scalar),
+                 num_rows=job.num_rows, num_classes=job.num_classes, num_thresholds=job.num_thresholds,
+                 label_mode=job.label_mode, prob_mode=job.prob_mode, counts=_ptr(state.counts),
+                 wsums=_ptr(state.sums), bad=_ptr(state.bad), num_threads=_native.num_threads())
 
 
 def _float_values(flat):
@@ -582,8 +587,8 @@ def _float_values(flat):
     return a
 
 
-@backends.implements("pr_curve", "numba", "cpu")
-def _numba_cpu(job, state):
+def _numba_cpu(job):
+    state = job.state
     from .numba_kernels import pr_curve_numba as k
 
     pred = _float_values(job.pred)
@@ -616,8 +621,8 @@ def _reference_buckets(v, code, t):
     return prod.astype(np.int64)
 
 
-@backends.implements("pr_curve", "reference", "cpu")
-def _reference_cpu(job, state):
+def _reference_cpu(job):
+    state = job.state
     """NumPy, vectorised per block of BLOCK_ROWS rows; same checks in the same order as the
     kernels, and the same order of float64 additions."""
     C, T = job.num_classes, job.num_thresholds

@@ -194,13 +194,13 @@ def test_layouts(backend, layout):
 
 def test_dense_inputs_are_not_copied():
     t = torch.randn(8, 9)
-    assert _tensor.flat(t).ptr == t.data_ptr()
+    assert _tensor.describe(t).ptr == t.data_ptr()
     tt = t.t()
-    f = _tensor.flat(tt)
+    f = _tensor.describe(tt)
     assert f.ptr == t.data_ptr() and f.numel == 72  # permuted but dense: read in place
     a = np.arange(24.0).reshape(4, 6)[:, ::-1]  # negative strides, dense
-    assert _tensor.flat(a).numel == 24
-    assert _tensor.flat(t[:, ::2]).ptr != t.data_ptr()  # gappy views are compacted
+    assert _tensor.describe(a).numel == 24
+    assert _tensor.describe(t[:, ::2]).ptr != t.data_ptr()  # gappy views are compacted
 
 
 def test_numpy_negative_strides_and_python_inputs(backend):
@@ -235,7 +235,7 @@ def test_many_tensors_one_native_call(monkeypatch):
     mod, _ = _native.cpu()
     calls = []
     real = mod.histogram
-    monkeypatch.setattr(mod, "histogram", lambda *a: (calls.append(a[0]), real(*a))[1])
+    monkeypatch.setattr(mod, "histogram", lambda **kw: (calls.append(kw["num_tensors"]), real(**kw))[1])
     rng = np.random.default_rng(3)
     named = {f"p{i}": torch.from_numpy(rng.standard_normal(int(rng.integers(1, 3000)))).to(
         [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int32][i % 5]) for i in range(300)}

@@ -462,6 +462,7 @@ int run(const HistogramParams& p, bool with_stats, bool with_counts) {
   for (int64_t t = 0; t < p.num_tensors; ++t)
     if (p.numels[t] < 0) return kBadArgument;
   if (with_counts && p.mode == kUniformAuto && with_stats) return kBadArgument;  // needs the stats first
+  if (with_counts) std::fill(p.counts, p.counts + p.num_tensors * p.num_bins, int64_t(0));
   std::vector<Chunk> chunks = make_chunks(p);
   std::vector<ChunkStats> cs(with_stats ? chunks.size() : 0);
   int nt = std::max(1, (int)p.num_threads);

@@ -8,10 +8,11 @@ namespace {
 constexpr Py_ssize_t kReleaseGilBytes = 1 << 16;  // below this the GIL round trip costs more
 
 // Parses (buffer, crc, impl); returns false with a Python error set on bad input.
-bool crc_args(PyObject* args, Py_buffer* buf, unsigned long* crc, int* impl) {
+bool crc_args(PyObject* args, PyObject* kw, Py_buffer* buf, unsigned long* crc, int* impl) {
+  static const char* kwlist[] = {"data", "crc", "impl", nullptr};
   *crc = 0;
   *impl = tbfast::kCrcAuto;
-  if (!PyArg_ParseTuple(args, "y*|ki", buf, crc, impl)) return false;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|ki", (char**)kwlist, buf, crc, impl)) return false;
   const char* err = nullptr;
   if (*crc > 0xFFFFFFFFul) err = "crc32c: crc must be in [0, 2**32)";
   else if (*impl < tbfast::kCrcAuto || *impl > tbfast::kCrcHardware) err = "crc32c: impl must be 0, 1 or 2";
@@ -37,30 +38,29 @@ uint32_t run(const Py_buffer& buf, uint32_t crc, int impl) {
 }  // namespace
 
 // (data, crc=0, impl=0) -> CRC-32C of data, continuing from finished crc.
-static PyObject* crc32c(PyObject*, PyObject* args) {
+static PyObject* crc32c(PyObject*, PyObject* args, PyObject* kw) {
   Py_buffer buf;
   unsigned long crc;
   int impl;
-  if (!crc_args(args, &buf, &crc, &impl)) return nullptr;
+  if (!crc_args(args, kw, &buf, &crc, &impl)) return nullptr;
   uint32_t out = run(buf, static_cast<uint32_t>(crc), impl);
   PyBuffer_Release(&buf);
   return PyLong_FromUnsignedLong(out);
 }
 
 // (data, crc=0, impl=0) -> masked CRC-32C (TFRecord framing).
-static PyObject* masked_crc32c(PyObject*, PyObject* args) {
+static PyObject* masked_crc32c(PyObject*, PyObject* args, PyObject* kw) {
   Py_buffer buf;
   unsigned long crc;
   int impl;
-  if (!crc_args(args, &buf, &crc, &impl)) return nullptr;
+  if (!crc_args(args, kw, &buf, &crc, &impl)) return nullptr;
   uint32_t out = tbfast::crc32c_mask(run(buf, static_cast<uint32_t>(crc), impl));
   PyBuffer_Release(&buf);
   return PyLong_FromUnsignedLong(out);
 }
 
 // () -> True when the SSE4.2 path is used by impl=0.
-static PyObject* crc32c_hardware(PyObject*, PyObject* args) {
-  if (!PyArg_ParseTuple(args, "")) return nullptr;
+static PyObject* crc32c_hardware(PyObject*, PyObject*, PyObject*) {
   return PyBool_FromLong(tbfast::crc32c_hardware_available());
 }
 

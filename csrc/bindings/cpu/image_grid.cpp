@@ -2,19 +2,25 @@
 #include "bindings/registry.h"
 #include "image_grid.h"
 
-// Argument order shared by both functions:
-// (num_images, data, strides, dtype, channels, out_channels, height, width, cols, rows,
-//  padding, out_height, out_width, out_row_stride, pad_byte, norm, lo, hi, ranges, out,
-//  num_threads)
-static bool parse(PyObject* args, tbfast::ImageGridParams* p) {
+// Keywords shared by both functions = ImageGridParams fields.
+static bool parse(PyObject* args, PyObject* kw, tbfast::ImageGridParams* p) {
+  static const char* kwlist[] = {"num_images", "data", "strides", "dtype", "channels", "out_channels", "height",
+                                 "width", "cols", "rows", "padding", "out_height", "out_width", "out_row_stride",
+                                 "pad_byte", "norm", "lo", "hi", "ranges", "out", "num_threads", nullptr};
   long long n, channels, out_channels, height, width, cols, rows, padding, out_height, out_width, stride;
   unsigned long long data, strides, ranges, out;
   int dtype, pad_byte, norm, num_threads;
   double lo, hi;
-  if (!PyArg_ParseTuple(args, "LKKiLLLLLLLLLLiiddKKi", &n, &data, &strides, &dtype, &channels, &out_channels, &height,
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "$LKKiLLLLLLLLLLiiddKKi", (char**)kwlist, &n, &data, &strides, &dtype, &channels, &out_channels, &height,
                         &width, &cols, &rows, &padding, &out_height, &out_width, &stride, &pad_byte, &norm, &lo, &hi,
                         &ranges, &out, &num_threads))
     return false;
+  if (n < 1 || !data || !strides || !out || height < 1 || width < 1 || cols < 1 || rows < 1 || padding < 0 ||
+      out_height < 1 || out_width < 1 || stride < out_width * out_channels || num_threads < 1 || pad_byte < 0 ||
+      pad_byte > 255 || cols * rows < n) {
+    tbfast::tbf_bad("image_grid", "inconsistent grid parameters");
+    return false;
+  }
   p->num_images = n;
   p->data = tbf_ptr<const uint64_t>(data);
   p->strides = tbf_ptr<const int64_t>(strides);
@@ -39,28 +45,23 @@ static bool parse(PyObject* args, tbfast::ImageGridParams* p) {
   return true;
 }
 
-static PyObject* finish(int err, const char* what) {
-  if (err) {
-    PyErr_Format(PyExc_ValueError, "%s: invalid parameters (dtype, channels or sizes)", what);
-    return nullptr;
-  }
+template <typename F>
+static PyObject* run(F&& kernel, const char* what) {
+  int st = tbfast::tbf_run([&] { return kernel() ? (int)tbfast::kBadArgument : (int)tbfast::kOk; });
+  if (st) return tbfast::tbf_raise(st, what);
   Py_RETURN_NONE;
 }
 
-static PyObject* image_ranges(PyObject*, PyObject* args) {
+static PyObject* image_ranges(PyObject*, PyObject* args, PyObject* kw) {
   tbfast::ImageGridParams p{};
-  if (!parse(args, &p)) return nullptr;
-  int err;
-  Py_BEGIN_ALLOW_THREADS err = tbfast::image_ranges_cpu(p);
-  Py_END_ALLOW_THREADS return finish(err, "image_ranges");
+  if (!parse(args, kw, &p)) return nullptr;
+  return run([&] { return tbfast::image_ranges_cpu(p); }, "image_ranges");
 }
 
-static PyObject* image_grid(PyObject*, PyObject* args) {
+static PyObject* image_grid(PyObject*, PyObject* args, PyObject* kw) {
   tbfast::ImageGridParams p{};
-  if (!parse(args, &p)) return nullptr;
-  int err;
-  Py_BEGIN_ALLOW_THREADS err = tbfast::image_grid_cpu(p);
-  Py_END_ALLOW_THREADS return finish(err, "image_grid");
+  if (!parse(args, kw, &p)) return nullptr;
+  return run([&] { return tbfast::image_grid_cpu(p); }, "image_grid");
 }
 
 TBF_REGISTER("image_ranges", image_ranges, "per-image finite min/max; see csrc/image_grid.h");

@@ -2,14 +2,28 @@
 #include "bindings/registry.h"
 #include "png.h"
 
-// (in, height, row_bytes, in_row_stride, bpp, filter, out, num_threads)
-static PyObject* png_filter(PyObject*, PyObject* args) {
+static bool check_filter_args(const char* op, unsigned long long in, long long height, long long row_bytes,
+                              long long stride, long long bpp, int num_threads) {
+  if (!in || height < 1 || row_bytes < 1 || stride < row_bytes || bpp < 1 || bpp > 8 || num_threads < 1) {
+    tbfast::tbf_bad(op, "need data, height >= 1, row_bytes >= 1, in_row_stride >= row_bytes, 1 <= bpp <= 8, "
+                        "num_threads >= 1");
+    return false;
+  }
+  return true;
+}
+
+static PyObject* png_filter(PyObject*, PyObject* args, PyObject* kw) {
+  static const char* kwlist[] = {"data", "height", "row_bytes", "in_row_stride", "bpp", "filter", "out",
+                                 "num_threads", nullptr};
   tbfast::PngFilterParams p{};
   unsigned long long in, out;
   long long height, row_bytes, stride, bpp;
   int filter, num_threads;
-  if (!PyArg_ParseTuple(args, "KLLLLiKi", &in, &height, &row_bytes, &stride, &bpp, &filter, &out, &num_threads))
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "$KLLLLiKi", (char**)kwlist, &in, &height, &row_bytes, &stride, &bpp,
+                                   &filter, &out, &num_threads))
     return nullptr;
+  if (!check_filter_args("png_filter", in, height, row_bytes, stride, bpp, num_threads)) return nullptr;
+  if (!out) return tbfast::tbf_bad("png_filter", "out is required");
   p.in = tbf_ptr<const uint8_t>(in);
   p.height = height;
   p.row_bytes = row_bytes;
@@ -18,28 +32,30 @@ static PyObject* png_filter(PyObject*, PyObject* args) {
   p.filter = filter;
   p.out = tbf_ptr<uint8_t>(out);
   p.num_threads = num_threads;
-  int err;
-  Py_BEGIN_ALLOW_THREADS err = tbfast::png_filter_cpu(p);
-  Py_END_ALLOW_THREADS if (err) {
-    PyErr_SetString(PyExc_ValueError, "png_filter: invalid filter type or sizes");
-    return nullptr;
-  }
+  int st = tbfast::tbf_run([&] { return tbfast::png_filter_cpu(p) ? (int)tbfast::kBadMode : (int)tbfast::kOk; });
+  if (st) return tbfast::tbf_raise(st, "png_filter");
   Py_RETURN_NONE;
 }
 
 TBF_REGISTER("png_filter", png_filter, "PNG row filtering (adaptive or fixed); see csrc/png.h");
 
-// (in, height, row_bytes, in_row_stride, bpp, filter, level, head, tail, num_threads) -> bytes:
-// head, the IDAT chunks of the filtered rows, tail.
-static PyObject* png_encode(PyObject*, PyObject* args) {
+// -> bytes: head, the IDAT chunks of the filtered rows, tail.
+static PyObject* png_encode(PyObject*, PyObject* args, PyObject* kw) {
+  static const char* kwlist[] = {"data", "height", "row_bytes", "in_row_stride", "bpp", "filter", "level", "head",
+                                 "tail", "num_threads", nullptr};
   tbfast::PngEncodeParams p{};
   unsigned long long in;
   long long height, row_bytes, stride, bpp;
   int filter, level, num_threads;
   Py_buffer head, tail;
-  if (!PyArg_ParseTuple(args, "KLLLLiiy*y*i", &in, &height, &row_bytes, &stride, &bpp, &filter, &level, &head, &tail,
-                        &num_threads))
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "$KLLLLiiy*y*i", (char**)kwlist, &in, &height, &row_bytes, &stride,
+                                   &bpp, &filter, &level, &head, &tail, &num_threads))
     return nullptr;
+  if (!check_filter_args("png_encode", in, height, row_bytes, stride, bpp, num_threads)) {
+    PyBuffer_Release(&head);
+    PyBuffer_Release(&tail);
+    return nullptr;
+  }
   p.filter.in = tbf_ptr<const uint8_t>(in);
   p.filter.height = height;
   p.filter.row_bytes = row_bytes;
@@ -55,19 +71,17 @@ static PyObject* png_encode(PyObject*, PyObject* args) {
   int64_t used = 0;
   p.out_len = &used;
   PyObject* out = PyBytes_FromStringAndSize(nullptr, (Py_ssize_t)tbfast::png_encode_bound(p));
-  int err = 1;
+  int st = tbfast::kOk;
   if (out) {
     p.out = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(out));
-    Py_BEGIN_ALLOW_THREADS err = tbfast::png_encode_cpu(p);
-    Py_END_ALLOW_THREADS
+    st = tbfast::tbf_run([&] { return tbfast::png_encode_cpu(p) ? (int)tbfast::kBadMode : (int)tbfast::kOk; });
   }
   PyBuffer_Release(&head);
   PyBuffer_Release(&tail);
   if (!out) return nullptr;
-  if (err) {
+  if (st) {
     Py_DECREF(out);
-    PyErr_SetString(PyExc_ValueError, "png_encode: invalid filter type, level or sizes");
-    return nullptr;
+    return tbfast::tbf_raise(st, "png_encode");
   }
   if (_PyBytes_Resize(&out, (Py_ssize_t)used) < 0) return nullptr;
   return out;
