@@ -90,6 +90,18 @@ class SummaryWriter(HistogramLogging, PRCurveLogging, ImageLogging):
             records.append(_wire.event(s, wall, global_step))
         self._file_writer.add_records(records)
 
+    def _write_deferred(self, make_summaries, global_step=None, walltime=None):
+        """Queue ``make_summaries`` (a callable returning Summaries, messages or bytes) to
+        run on the writer thread once its inputs reached the host (device results); the
+        events get this call's step and time. Errors it raises surface on the next call."""
+        wall = time.time() if walltime is None else float(walltime)
+
+        def records():
+            return [_wire.event(s if isinstance(s, (bytes, bytearray)) else s.SerializeToString(), wall, global_step)
+                    for s in make_summaries()]
+
+        self._get_file_writer().add_deferred(records)
+
     # -- everyday methods ---------------------------------------------------------------
 
     def add_scalar(self, tag, scalar_value, global_step=None, walltime=None, new_style=False,
