@@ -1,7 +1,11 @@
 """``tbfast.SummaryWriter``: torch.utils.tensorboard's writer API on tbfast's kernels and
 event-file writer. Each capability's methods live in a mixin next to its packers
-(histogram_logging, pr_curve_logging, image_logging); this class owns files, steps and
-time, and the everyday methods (scalars, text).
+(histogram_logging, pr_curve_logging, image_logging, scalar_logging, graph_logging,
+embedding_logging, hparams_logging, media_logging, custom_scalars_logging); this class
+owns files, steps and time, and text.
+
+Lifecycle, as torch's: close() closes the event files; the next write opens a new event
+file in the same log dir (and new ones for add_scalars' sub-runs).
 """
 
 import datetime
@@ -10,26 +14,19 @@ import socket
 import threading
 import time
 
-import numpy as np
-
-from . import _tensor, _wire
+from . import _wire
 from .event_file import EventFileWriter
+from .custom_scalars_logging import CustomScalarsLogging
+from .embedding_logging import EmbeddingLogging
+from .graph_logging import GraphLogging
 from .histogram_logging import HistogramLogging
+from .hparams_logging import HparamsLogging
 from .image_logging import ImageLogging
+from .media_logging import MediaLogging
 from .pr_curve_logging import PRCurveLogging
+from .scalar_logging import ScalarLogging
 from .proto import Event, SessionLog, Summary, SummaryMetadata, TensorProto, TensorShapeProto
 from .proto import DT_STRING
-
-
-def _scalar(value, name="scalar_value"):
-    """float of a Python/NumPy number or a one-element tensor/array (torch's make_np
-    rule); ValueError for anything with more than one element."""
-    if _tensor.is_torch_tensor(value) or isinstance(value, np.ndarray):
-        n = value.numel() if _tensor.is_torch_tensor(value) else value.size
-        if n != 1:
-            raise ValueError(f"{name} must have exactly one element, got {n}")
-        value = value.item()
-    return float(value)
 
 
 def text_summary(tag, text):
@@ -44,7 +41,8 @@ def scalar_summary(tag, value):
     return Summary(value=[Summary.Value(tag=tag, simple_value=value)])
 
 
-class SummaryWriter(HistogramLogging, PRCurveLogging, ImageLogging):
+class SummaryWriter(ScalarLogging, HistogramLogging, PRCurveLogging, ImageLogging, MediaLogging, GraphLogging,
+                    EmbeddingLogging, HparamsLogging, CustomScalarsLogging):
     """Writes TensorBoard event files; method names and signatures follow
     ``torch.utils.tensorboard.SummaryWriter``.
 
@@ -59,21 +57,40 @@ class SummaryWriter(HistogramLogging, PRCurveLogging, ImageLogging):
         if not log_dir:
             stamp = datetime.datetime.now().strftime("%b%d_%H-%M-%S")
             log_dir = os.path.join("runs", f"{stamp}_{socket.gethostname()}{comment}")
-        self.log_dir = str(log_dir)
+        self.log_dir = log_dir  # as given, like torch (get_logdir returns it)
         self.purge_step = purge_step
         self.max_queue, self.flush_secs, self.filename_suffix = max_queue, flush_secs, filename_suffix
         self._lock = threading.Lock()
-        self._file_writer = EventFileWriter(self.log_dir, max_queue, flush_secs, filename_suffix)
-        self._scalars_writers = {}
-        if purge_step is not None:
-            self._file_writer.add_event(Event(step=purge_step, file_version="brain.Event:2"))
-            self._file_writer.add_event(Event(step=purge_step, session_log=SessionLog(status=SessionLog.START)))
+        self._file_writer = None
+        self._init_scalars()
+        self._open_file_writer()
 
     def get_logdir(self):
+        """The directory event files are written to (``log_dir``)."""
         return self.log_dir
 
+    def _open_file_writer(self):
+        """The EventFileWriter; a new one (a new file in log_dir) after close(), as in
+        torch. purge_step's two events go into the first file only."""
+        fw = self._file_writer
+        if fw is None:
+            with self._lock:
+                fw = self._file_writer
+                if fw is None:
+                    fw = EventFileWriter(self.log_dir, self.max_queue, self.flush_secs, self.filename_suffix)
+                    if self.purge_step is not None:
+                        fw.add_event(Event(step=self.purge_step, file_version="brain.Event:2"))
+                        fw.add_event(Event(step=self.purge_step, session_log=SessionLog(status=SessionLog.START)))
+                        self.purge_step = None
+                    self._file_writer = fw
+        return fw
+
     def _get_file_writer(self):
-        return self._file_writer
+        """The EventFileWriter (reopened after close), after handing it the buffered
+        scalars so that the file keeps the order of the calls."""
+        if self._scalar_records:
+            self._drain_scalars()
+        return self._open_file_writer()
 
     def _write_summary(self, summary, global_step=None, walltime=None):
         """Queue one Summary (tbfast.proto message, or its serialised bytes) as an event."""
@@ -88,7 +105,7 @@ class SummaryWriter(HistogramLogging, PRCurveLogging, ImageLogging):
             if not isinstance(s, (bytes, bytearray)):
                 s = s.SerializeToString()
             records.append(_wire.event(s, wall, global_step))
-        self._file_writer.add_records(records)
+        self._get_file_writer().add_records(records)
 
     def _write_deferred(self, make_summaries, global_step=None, walltime=None):
         """Queue ``make_summaries`` (a callable returning Summaries, messages or bytes) to
@@ -102,53 +119,44 @@ class SummaryWriter(HistogramLogging, PRCurveLogging, ImageLogging):
 
         self._get_file_writer().add_deferred(records)
 
-    # -- everyday methods ---------------------------------------------------------------
-
-    def add_scalar(self, tag, scalar_value, global_step=None, walltime=None, new_style=False,
-                   double_precision=False):
-        """One scalar (Python/NumPy number or one-element tensor). ``new_style`` writes
-        a float (or double) tensor with the scalars plugin metadata, like torch."""
-        value = _scalar(scalar_value)
-        if new_style:
-            from .proto import DT_DOUBLE, DT_FLOAT
-
-            tensor = TensorProto(dtype=DT_DOUBLE if double_precision else DT_FLOAT)
-            (tensor.double_val if double_precision else tensor.float_val).append(value)
-            meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="scalars"))
-            summary = Summary(value=[Summary.Value(tag=tag, tensor=tensor, metadata=meta)])
-        else:
-            summary = scalar_summary(tag, value)
-        self._write_summary(summary, global_step, walltime)
-
-    def add_scalars(self, main_tag, tag_scalar_dict, global_step=None, walltime=None):
-        """Several scalars on one chart: like torch, each goes to its own run directory
-        ``<log_dir>/<main_tag>_<tag>`` under the tag ``main_tag``."""
-        walltime = time.time() if walltime is None else walltime
-        for tag, value in tag_scalar_dict.items():
-            path = os.path.join(self.log_dir, f"{main_tag.replace('/', '_')}_{tag}")
-            with self._lock:
-                fw = self._scalars_writers.get(path)
-                if fw is None:
-                    fw = self._scalars_writers[path] = EventFileWriter(path, self.max_queue, self.flush_secs,
-                                                                       self.filename_suffix)
-            fw.add_record(_wire.event(scalar_summary(main_tag, _scalar(value)).SerializeToString(), walltime,
-                                      global_step))
+    # -- everyday methods (scalars: scalar_logging) ----------------------------------------
 
     def add_text(self, tag, text_string, global_step=None, walltime=None):
         """Text (markdown) under ``<tag>/text_summary``, as torch writes it."""
         self._write_summary(text_summary(tag, text_string), global_step, walltime)
 
     def flush(self):
-        """Block until everything queued so far is written and flushed to disk."""
-        self._file_writer.flush()
+        """Block until everything queued so far is written and flushed to disk. No-op
+        after close()."""
+        if self._file_writer is None:
+            return
+        self._get_file_writer().flush()
         for fw in list(self._scalars_writers.values()):
             fw.flush()
 
     def close(self):
-        """Write everything accepted and close the files. Idempotent."""
-        self._file_writer.close()
-        for fw in list(self._scalars_writers.values()):
+        """Write everything accepted and close the files. Idempotent. The next write
+        opens new event files in the same directories, as in torch."""
+        if self._file_writer is None:
+            return
+        self._drain_scalars()
+        with self._lock:
+            fw, self._file_writer = self._file_writer, None
+            subs, self._scalars_writers = self._scalars_writers, {}
+        try:
             fw.close()
+        finally:
+            for sub in subs.values():
+                sub.close()
+
+    def __del__(self):
+        # Dropped without close(): hand buffered scalars to the event file, whose own
+        # thread then drains (and whose atexit hook waits for it).
+        try:
+            if self.__dict__.get("_scalar_records"):
+                self._drain_scalars()
+        except Exception:
+            pass
 
     def __enter__(self):
         return self

@@ -1,0 +1,242 @@
+"""Scalar summaries: a lean wire encoder for ``add_scalar`` and the writer methods
+``add_scalar``, ``add_scalars`` and ``add_tensor``.
+
+``add_scalar`` is on every training step, so it does as little as it can on the caller's
+thread: the Event (wall_time, step, Summary{Value{tag, simple_value}}) is encoded by
+hand from per-tag cached bytes (about 1 us), appended to the writer's scalar buffer and
+returns. The buffer is framed (TFRecord length, masked CRC-32C) and handed to the event
+file in batches: when it holds
+``SCALAR_BATCH`` records, before any other write of the writer (so the file keeps the
+order of the calls), on ``flush()`` / ``close()``, at interpreter exit, and every
+``SCALAR_LATENCY_S`` seconds from one background thread per process, so a scalar never
+waits longer than that for its event file. The bytes equal what torch's writer
+serialises (tests/test_writer.py compares them).
+"""
+
+import atexit
+import collections
+import os
+import struct
+import sys
+import threading
+import time
+import weakref
+
+from . import _native, _wire, crc32c
+from .proto import Summary
+
+SCALAR_BATCH = 256
+SCALAR_LATENCY_S = 0.2
+
+_WALL = struct.Struct("<Bd")  # Event.wall_time, tag byte 0x09
+_F32 = struct.Struct("<f")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_HEADERS = {}  # record length -> framed header (length + its masked CRC)
+
+
+def _step_varint(step):
+    """varint of an int64 step (two's complement for negatives)."""
+    if step < 0:
+        step &= 0xFFFFFFFFFFFFFFFF
+    if step < 16384:
+        return _wire.varint(step)
+    if step < 1 << 21:
+        return bytes((step & 0x7F | 0x80, step >> 7 & 0x7F | 0x80, step >> 14))
+    if step < 1 << 28:
+        return bytes((step & 0x7F | 0x80, step >> 7 & 0x7F | 0x80, step >> 14 & 0x7F | 0x80, step >> 21))
+    return _wire.varint(step)
+
+
+def frame_records(records):
+    """TFRecord framing of each serialised record (event_file.frame_record's bytes), with
+    the length header's CRC cached per length and one backend lookup per batch."""
+    crc = crc32c.masked_crc32c
+    if crc32c.backend().startswith("native"):
+        crc = _native.cpu()[0].masked_crc32c
+    out = []
+    for r in records:
+        head = _HEADERS.get(len(r))
+        if head is None:
+            length = _U64.pack(len(r))
+            head = _HEADERS[len(r)] = length + _U32.pack(crc32c.masked_crc32c(length))
+        out.append(head + r + _U32.pack(crc(r)))
+    return out
+
+
+def _tag_tail(tag):
+    """The bytes of an Event after its step for a simple_value summary under ``tag``,
+    except the 4 value bytes: Event.summary (0x2A), Summary.value (0x0A), Value.tag
+    (0x0A), simple_value (0x15)."""
+    tag_field = _wire.length_delimited(1, tag.encode("utf-8"))
+    value_len = len(tag_field) + 5
+    value = b"\x0a" + _wire.varint(value_len)
+    summary_len = len(value) + value_len
+    return b"\x2a" + _wire.varint(summary_len) + value + tag_field + b"\x15"
+
+
+def _f32(value):
+    try:
+        return _F32.pack(value)
+    except OverflowError:  # beyond float32: protobuf's (and C's) double -> float gives inf
+        return _F32.pack(float("inf") if value > 0 else float("-inf"))
+
+
+def scalar_event_bytes(tag, value, wall_time, step=None, _cache={}):
+    """Serialised ``Event(wall_time, step, summary=Summary(value=[Value(tag,
+    simple_value=value)]))``, the bytes protobuf writes for it (proto3: a zero wall_time
+    or step is omitted)."""
+    tail = _cache.get(tag)
+    if tail is None:
+        if len(_cache) > 100000:
+            _cache.clear()
+        tail = _cache[tag] = _tag_tail(tag)
+    head = _WALL.pack(0x09, wall_time) if wall_time else b""
+    step = 0 if step is None else int(step)
+    if step:
+        head += b"\x10" + _step_varint(step)
+    return head + tail + _f32(value)
+
+
+def as_scalar(value, name="scalar_value"):
+    """float of a Python/NumPy number or a one-element tensor/array (torch's make_np
+    rule); ValueError for anything with more than one element."""
+    cls = type(value)
+    if cls is float or cls is int:
+        return float(value)
+    size = getattr(value, "size", None)
+    if size is not None and not isinstance(size, int):  # torch: .size is a method
+        n = value.numel()
+    else:
+        n = size if size is not None else 1
+    if n != 1:
+        raise ValueError(f"{name} must have exactly one element, got {n}")
+    return float(value.item() if hasattr(value, "item") else value)
+
+
+# --- the background hand-off -------------------------------------------------------------
+
+_writers = weakref.WeakSet()  # writers that have buffered scalars at some point
+_ticker = {"pid": None}
+_ticker_lock = threading.Lock()
+
+
+def _drain_all():
+    for w in list(_writers):
+        try:
+            w._drain_scalars()
+        except Exception as exc:  # kept; raised by the writer's next call
+            w._scalar_error = exc
+
+
+def _tick():
+    while True:
+        time.sleep(SCALAR_LATENCY_S)
+        _drain_all()
+
+
+def _ensure_ticker():
+    pid = os.getpid()
+    if _ticker["pid"] == pid:
+        return
+    with _ticker_lock:
+        if _ticker["pid"] != pid:
+            threading.Thread(target=_tick, name="tbfast-scalars", daemon=True).start()
+            _ticker["pid"] = pid
+
+
+@atexit.register  # registered after event_file's hook, so it runs first
+def _drain_at_exit():
+    for w in list(_writers):
+        try:
+            w._drain_scalars()
+        except Exception as exc:
+            print(f"tbfast: scalars not written at exit: {exc!r}", file=sys.stderr)
+
+
+class ScalarLogging:
+    """Writer methods for scalars and raw tensors. The host class provides
+    ``_open_file_writer()`` (the current EventFileWriter, reopened after close),
+    ``_get_file_writer()`` (the same after handing off buffered scalars),
+    ``_write_summary`` and the attributes ``log_dir``, ``max_queue``, ``flush_secs``,
+    ``filename_suffix``."""
+
+    _scalar_error = None
+
+    def _init_scalars(self):
+        self._scalar_records = collections.deque()
+        self._scalar_lock = threading.Lock()
+        self._scalars_writers = {}
+        _writers.add(self)
+
+    def _drain_scalars(self):
+        """Hand the buffered scalar events to the event file, in call order."""
+        records = self._scalar_records
+        if not records:
+            return
+        with self._scalar_lock:
+            batch = [records.popleft() for _ in range(len(records))]
+            if batch:
+                fw = self._open_file_writer()
+                put = getattr(getattr(fw, "_worker", None), "put_many", None)
+                if put is not None:  # EventFileWriter has no public "add framed records"
+                    put(frame_records(batch))
+                else:
+                    fw.add_records(batch)
+
+    def add_scalar(self, tag, scalar_value, global_step=None, walltime=None, new_style=False,
+                   double_precision=False):
+        """One scalar (Python/NumPy number or one-element tensor; a CUDA tensor is read
+        with ``.item()``, as torch does). ``new_style`` writes a float (or double) tensor
+        with the scalars plugin metadata, like torch. Raises ValueError for a value with
+        more than one element."""
+        value = scalar_value if type(scalar_value) is float else as_scalar(scalar_value)
+        if new_style:
+            self._write_summary(new_style_scalar_summary(tag, value, double_precision), global_step, walltime)
+            return
+        if self._scalar_error is not None:
+            exc, self._scalar_error = self._scalar_error, None
+            raise exc
+        if self._file_writer is None:  # closed: reopen now, as torch does
+            self._open_file_writer()
+        self._scalar_records.append(scalar_event_bytes(tag, value, time.time() if walltime is None else walltime,
+                                                       global_step))
+        if len(self._scalar_records) >= SCALAR_BATCH:
+            self._drain_scalars()
+        elif _ticker["pid"] is None:
+            _ensure_ticker()
+
+    def add_scalars(self, main_tag, tag_scalar_dict, global_step=None, walltime=None):
+        """Several scalars on one chart: like torch, each goes to its own run directory
+        ``<log_dir>/<main_tag with / as _>_<tag>`` under the tag ``main_tag``. These
+        sub-writers are flushed and closed with this writer, and reopened (new files) by
+        the next call after close()."""
+        walltime = time.time() if walltime is None else walltime
+        logdir = self._get_file_writer().get_logdir()
+        for tag, value in tag_scalar_dict.items():
+            path = logdir + "/" + main_tag.replace("/", "_") + "_" + tag
+            with self._lock:
+                fw = self._scalars_writers.get(path)
+                if fw is None:
+                    from .event_file import EventFileWriter
+
+                    fw = self._scalars_writers[path] = EventFileWriter(path, self.max_queue, self.flush_secs,
+                                                                       self.filename_suffix)
+            fw.add_record(scalar_event_bytes(main_tag, as_scalar(value), walltime, global_step))
+
+    def add_tensor(self, tag, tensor, global_step=None, walltime=None):
+        """torch's ``add_tensor``: the whole tensor in a TensorProto (tensor plugin),
+        made by torch's own packer. Needs tensorboard (``pip install tbfast[tensorboard]``)."""
+        from ._optional import torch_summary
+
+        self._write_summary(torch_summary("add_tensor").tensor_proto(tag, tensor).SerializeToString(), global_step, walltime)
+
+
+def new_style_scalar_summary(tag, value, double_precision=False):
+    """torch's new-style scalar: a float (or double) tensor, scalars plugin metadata."""
+    from .proto import DT_DOUBLE, DT_FLOAT, SummaryMetadata, TensorProto
+
+    tensor = TensorProto(dtype=DT_DOUBLE if double_precision else DT_FLOAT)
+    (tensor.double_val if double_precision else tensor.float_val).append(value)
+    meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="scalars"))
+    return Summary(value=[Summary.Value(tag=tag, tensor=tensor, metadata=meta)])
