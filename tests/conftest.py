@@ -11,7 +11,10 @@ if os.environ.get("TBFAST_TEST_NUMBA_CUDA", "sim") == "sim":
 
 import pytest  # noqa: E402
 
+# The one shared parametrisation: every backend on every device. CUDA cases skip (per
+# test, never at import) where torch has no CUDA device.
 BACKENDS = ("native", "numba", "reference")
+DEVICES = ("cpu", "cuda")
 
 
 def require_backend(op, name, device="cpu"):
@@ -30,6 +33,24 @@ def require_backend(op, name, device="cpu"):
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     return request.param
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
+def on(device, x):
+    """``x`` (torch tensor, NumPy array or sequence) as input on ``device``: unchanged on
+    the CPU, a torch tensor on CUDA."""
+    if device == "cpu":
+        return x
+    import numpy as np
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        x = torch.from_numpy(np.ascontiguousarray(np.asarray(x)))
+    return x.to(device)
 
 
 def event_values(logdir):

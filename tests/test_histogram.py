@@ -15,7 +15,7 @@ import tbfast
 from tbfast import _tensor, backends
 H = importlib.import_module("tbfast.histogram")  # the module; tbfast.histogram is the function
 
-from conftest import outputs_with_and_without_simd, require_backend
+from conftest import on, outputs_with_and_without_simd, require_backend
 from oracle_histogram import counts_edges, stats, tensorflow_edges
 
 TORCH_DTYPES = [torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16,
@@ -69,10 +69,10 @@ def expected(x64, bins):
 @pytest.mark.parametrize("dtype", TORCH_DTYPES, ids=str)
 @pytest.mark.parametrize("bins", ["tensorflow", 17, [-3.0, -1.0, 0.0, 0.0, 2.5, 100.0], "sturges"],
                          ids=["tf", "int", "edges", "estimator"])
-def test_every_dtype_and_bins_mode(backend, dtype, bins):
-    require_backend("histogram", backend)
+def test_every_dtype_and_bins_mode(backend, device, dtype, bins):
+    require_backend("histogram", backend, device)
     t = sample(dtype, 3001)
-    r = tbfast.histogram(t, bins=bins, backend=backend)
+    r = tbfast.histogram(on(device, t), bins=bins, backend=backend)
     x64 = as_float64(t)
     counts, limits = expected(x64, bins)
     got_c, got_l = r.numpy()
@@ -84,75 +84,75 @@ def test_every_dtype_and_bins_mode(backend, dtype, bins):
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 65535, 65536, 65537, 200003])
-def test_odd_sizes_and_chunk_boundaries(backend, n):
-    require_backend("histogram", backend)
+def test_odd_sizes_and_chunk_boundaries(backend, device, n):
+    require_backend("histogram", backend, device)
     x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
     for bins in ("tensorflow", 10):
-        r = tbfast.histogram(x, bins=bins, backend=backend)
+        r = tbfast.histogram(on(device, x), bins=bins, backend=backend)
         counts, limits = expected(x.astype(np.float64), bins)
         np.testing.assert_array_equal(r.numpy()[0], counts)
         np.testing.assert_array_equal(r.numpy()[1], limits)
         check_stats(r, x.astype(np.float64))
 
 
-def test_values_on_edges_signed_zero_subnormals_and_beyond(backend):
-    require_backend("histogram", backend)
+def test_values_on_edges_signed_zero_subnormals_and_beyond(backend, device):
+    require_backend("histogram", backend, device)
     edges = np.array(tensorflow_edges())
     special = [0.0, -0.0, 5e-324, -5e-324, 2.2e-308, 1e-12, -1e-12, 1e-13, -1e-13, edges[-1], edges[0],
                np.nextafter(edges[-1], np.inf), np.nextafter(edges[0], -np.inf), 1e20, -1e20, 1e300, -1e300]
     x = np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf), special])
-    r = tbfast.histogram(x, backend=backend)
+    r = tbfast.histogram(on(device, x), backend=backend)
     np.testing.assert_array_equal(r.numpy()[0], counts_edges(x, edges.tolist()))
     check_stats(r, x)
     assert r.num == x.size  # beyond the outer edges: in num and the stats, in no bucket
     assert r.numpy()[0].sum() == x.size - 8  # 6 specials + nextafter of both outer edges
 
 
-def test_float32_values_on_edges(backend):
-    require_backend("histogram", backend)
+def test_float32_values_on_edges(backend, device):
+    require_backend("histogram", backend, device)
     # float32 neighbours of each default edge: the double comparison must be exact.
     e = H.default_edges()
     x = np.concatenate([e.astype(np.float32), np.nextafter(e.astype(np.float32), np.float32(np.inf))])
     x = x[np.isfinite(x)]
-    r = tbfast.histogram(x, backend=backend)
+    r = tbfast.histogram(on(device, x), backend=backend)
     np.testing.assert_array_equal(r.numpy()[0], np.histogram(x.astype(np.float64), bins=e)[0])
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64], ids=str)
-def test_nonfinite_counted_never_fatal(backend, dtype):
-    require_backend("histogram", backend)
+def test_nonfinite_counted_never_fatal(backend, device, dtype):
+    require_backend("histogram", backend, device)
     t = torch.tensor([1.0, float("nan"), 2.0, float("inf"), -float("inf"), float("nan"), -3.0], dtype=dtype)
-    r = tbfast.histogram(t, backend=backend)
+    r = tbfast.histogram(on(device, t), backend=backend)
     assert (r.nan_count, r.posinf_count, r.neginf_count) == (2, 1, 1)
     assert (r.min, r.max, r.sum, r.sum_squares, r.num) == (-3.0, 2.0, 0.0, 14.0, 3)
     assert r.numpy()[0].sum() == 3
-    r = tbfast.histogram(t, bins=4, backend=backend)  # np.histogram would raise here
+    r = tbfast.histogram(on(device, t), bins=4, backend=backend)  # np.histogram would raise here
     np.testing.assert_array_equal(r.numpy()[0], [1, 0, 0, 2])
 
 
-def test_no_finite_value(backend):
-    require_backend("histogram", backend)
-    r = tbfast.histogram(np.array([np.nan, np.inf]), backend=backend)
+def test_no_finite_value(backend, device):
+    require_backend("histogram", backend, device)
+    r = tbfast.histogram(on(device, np.array([np.nan, np.inf])), backend=backend)
     assert r.num == 0 and r.numpy()[0].sum() == 0 and (r.min, r.max) == (0.0, 0.0)
-    r = tbfast.histogram(np.array([np.nan]), bins=3, backend=backend)
+    r = tbfast.histogram(on(device, np.array([np.nan])), bins=3, backend=backend)
     assert r.numpy()[0].tolist() == [0, 0, 0]
 
 
-def test_single_value_int_bins_widen_like_numpy(backend):
-    require_backend("histogram", backend)
-    r = tbfast.histogram(np.full(10, 7.0), bins=4, backend=backend)
+def test_single_value_int_bins_widen_like_numpy(backend, device):
+    require_backend("histogram", backend, device)
+    r = tbfast.histogram(on(device, np.full(10, 7.0)), bins=4, backend=backend)
     c, l = np.histogram(np.full(10, 7.0), bins=4)
     np.testing.assert_array_equal(r.numpy()[0], c)
     np.testing.assert_array_equal(r.numpy()[1], l)
 
 
 @pytest.mark.parametrize("max_bins", [1, 3, 7, 100, 1547, 1548, 5000])
-def test_max_bins_merges_like_torch(backend, max_bins):
-    require_backend("histogram", backend)
+def test_max_bins_merges_like_torch(backend, device, max_bins):
+    require_backend("histogram", backend, device)
     from torch.utils.tensorboard.summary import make_histogram
 
     x = np.random.default_rng(1).standard_normal(5000) * 10
-    r = tbfast.histogram(x, max_bins=max_bins, backend=backend)
+    r = tbfast.histogram(on(device, x), max_bins=max_bins, backend=backend)
     counts, limits = np.histogram(x, bins=H.default_edges())
     ref_c, ref_l = H.merge_max_bins(counts, limits, max_bins)
     np.testing.assert_array_equal(r.numpy()[0], ref_c)
@@ -175,8 +175,8 @@ def test_max_bins_worked_example():
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "transposed", "channels_last", "sliced", "expanded", "scalar"])
-def test_layouts(backend, layout):
-    require_backend("histogram", backend)
+def test_layouts(backend, device, layout):
+    require_backend("histogram", backend, device)
     base = torch.randn(4, 6, 5, 7)
     t = {
         "contiguous": base,
@@ -186,7 +186,7 @@ def test_layouts(backend, layout):
         "expanded": torch.randn(5, 1).expand(5, 9),
         "scalar": torch.tensor(3.5),
     }[layout]
-    r = tbfast.histogram(t, bins=9, backend=backend)
+    r = tbfast.histogram(on(device, t), bins=9, backend=backend)
     c, l = np.histogram(t.double().numpy(), bins=9)
     np.testing.assert_array_equal(r.numpy()[0], c)
     np.testing.assert_array_equal(r.numpy()[1], l)
@@ -203,13 +203,13 @@ def test_dense_inputs_are_not_copied():
     assert _tensor.describe(t[:, ::2]).ptr != t.data_ptr()  # gappy views are compacted
 
 
-def test_numpy_negative_strides_and_python_inputs(backend):
-    require_backend("histogram", backend)
+def test_numpy_negative_strides_and_python_inputs(backend, device):
+    require_backend("histogram", backend, device)
     a = np.random.default_rng(2).standard_normal((30, 40))[::-1, ::-2]
-    r = tbfast.histogram(a, bins=5, backend=backend)
+    r = tbfast.histogram(on(device, a), bins=5, backend=backend)
     np.testing.assert_array_equal(r.numpy()[0], np.histogram(a, bins=5)[0])
     assert tbfast.histogram([1, 2, 3], backend=backend).num == 3
-    assert tbfast.histogram(2.5, backend=backend).num == 1
+    assert tbfast.histogram(on(device, 2.5), backend=backend).num == 1
 
 
 def test_result_stays_torch_for_torch_input():
@@ -248,23 +248,24 @@ def test_many_tensors_one_native_call(monkeypatch):
         assert results[name].sum == single.sum and results[name].num == t.numel()
 
 
-def test_histograms_matches_per_tensor_every_backend(backend):
-    require_backend("histogram", backend)
+def test_histograms_matches_per_tensor_every_backend(backend, device):
+    require_backend("histogram", backend, device)
     named = [("a", torch.randn(1000)), ("b", torch.arange(7)), ("c", torch.randn(3, 5).half())]
     for bins in ("tensorflow", 6):
-        res = tbfast.histograms(named, bins=bins, backend=backend)
+        res = tbfast.histograms([(n, on(device, t)) for n, t in named], bins=bins, backend=backend)
         for name, t in named:
             c, l = expected(as_float64(t), bins)
             np.testing.assert_array_equal(res[name].numpy()[0], c)
             np.testing.assert_array_equal(res[name].numpy()[1], l)
 
 
-def test_degenerate_uniform_range_is_a_clear_error(backend):
-    require_backend("histogram", backend)
+def test_degenerate_uniform_range_is_a_clear_error(backend, device):
+    require_backend("histogram", backend, device)
     # 2^52 + 2 widened by 0.5 rounds back to itself: numpy raises, so do we (no crash)
     for x, bins in (([4503599627370498.0], 1), ([1.0, np.nextafter(1.0, 2.0)], 5)):
         with pytest.raises(ValueError, match="too many bins"):
-            tbfast.histogram(np.array(x), bins=bins, backend=backend)
+            # CPU input raises at once; CUDA input when the result first reaches the host
+            tbfast.histogram(on(device, np.array(x)), bins=bins, backend=backend).numpy()
         with pytest.raises(ValueError, match="Too many bins"):
             np.histogram(x, bins=bins)
 
@@ -294,13 +295,13 @@ def test_bad_input_errors():
         tbfast.histograms([("a", torch.ones(1)), ("a", torch.ones(1))])
 
 
-def test_requires_grad_and_views_are_fine(backend):
-    require_backend("histogram", backend)
+def test_requires_grad_and_views_are_fine(backend, device):
+    require_backend("histogram", backend, device)
     p = torch.nn.Parameter(torch.randn(50))
-    assert tbfast.histogram(p, backend=backend).num == 50
+    assert tbfast.histogram(on(device, p), backend=backend).num == 50
     x = torch.randn(1000)
     lazily_negated = x._neg_view()  # memory holds x, values are -x
-    r = tbfast.histogram(lazily_negated, bins=7, backend=backend)
+    r = tbfast.histogram(on(device, lazily_negated), bins=7, backend=backend)
     np.testing.assert_array_equal(r.numpy()[0], np.histogram((-x).double().numpy(), bins=7)[0])
 
 
@@ -391,14 +392,14 @@ def test_float_family_property_custom_edges(values, edges, dtype):
 
 
 @pytest.mark.parametrize("last", [1.0, 0.1, 3.0e38, 1e300])
-def test_float32_closed_last_bin(backend, last):
+def test_float32_closed_last_bin(backend, device, last):
     # the float32 table folds "v == last edge" into the threshold above it
-    require_backend("histogram", backend)
+    require_backend("histogram", backend, device)
     edges = [-2.0, 0.0, 0.05, last]
     f = np.float32(min(last, 3.4e38))
     x = np.array([f, np.nextafter(f, np.float32(np.inf)), np.nextafter(f, np.float32(0)), 0.0, -2.0,
                   np.nextafter(np.float32(-2.0), np.float32(-np.inf))], dtype=np.float32)
-    r = tbfast.histogram(x, bins=edges, backend=backend)
+    r = tbfast.histogram(on(device, x), bins=edges, backend=backend)
     assert r.numpy()[0].tolist() == counts_edges(x, edges)
     assert r.numpy()[0].tolist() == np.histogram(x.astype(np.float64), bins=edges)[0].tolist()
 
