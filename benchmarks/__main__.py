@@ -16,7 +16,7 @@ import time
 
 from . import harness
 
-SUITES = ("histogram", "pr_curve", "image")
+SUITES = ("histogram", "pr_curve", "image", "gpu")
 
 
 def _targets(rows):
@@ -45,7 +45,25 @@ TARGETS = [
      "add_pr_curves vs torchmetrics"),
     ("image", "add_images 64x3x64x64 float32", "torch add_images", "tbfast add_images", 5,
      "add_images 64x3x64x64 vs torch"),
+    ("gpu", "2^28 float32, default bins", "torch add_histogram", "tbfast.histogram (device time)", 1000,
+     "GPU 2^28 f32 vs torch add_histogram"),
+    ("gpu", "2^28 float32, default bins", "torch add_histogram (2^26 x4, extrapolated)",
+     "tbfast.histogram (device time)", 1000, "GPU 2^28 f32 vs torch add_histogram (extrap.)"),
+    ("gpu", "2^28 float32, default bins", "device-to-device copy (floor)", "tbfast.histogram (device time)", 1,
+     "GPU 2^28 f32: copy time / histogram time"),
 ]
+
+
+def _floor_targets(rows):
+    """GPU targets stated against the floor: (label, measured ratio, limit) where the
+    ratio must be at most the limit."""
+    out = []
+    for r in rows:
+        if r["suite"] == "gpu" and r["impl"] == "tbfast.histograms (device time)" and "vs_copy" in r:
+            out.append(("GPU model params+grads: histogram / copy time", r["vs_copy"], 2.0))
+        if r["suite"] == "gpu" and r["impl"].endswith("syncs/launches"):
+            out.append((f"GPU host syncs: {r['impl'].split(' syncs')[0]} ({r['case'][:24]})", r["host_syncs"], 0))
+    return out
 
 
 def main(argv=None):
@@ -55,6 +73,8 @@ def main(argv=None):
     p.add_argument("--logdir", default=None, help="TensorBoard log dir the suites write (default runs/<mode>)")
     p.add_argument("--out", default=os.path.join("benchmarks", "out"))
     p.add_argument("--record", action="store_true", help="also write benchmarks/results/<date>-<mode>.{json,md}")
+    p.add_argument("--record-dir", default=os.path.join("benchmarks", "results"),
+                   help="where --record writes (scripts/gpu-check.sh points it at its output folder)")
     args = p.parse_args(argv)
     logdir = args.logdir or os.path.join("runs", args.mode)
     ctx = harness.Context(quick=args.mode == "quick", logdir=logdir, outdir=args.out)
@@ -78,11 +98,15 @@ def main(argv=None):
     lines = ["", "Targets (speed-up = peer time / tbfast time, same run, same machine):"]
     for label, got, target in _targets(ctx.rows):
         lines.append(f"  {label:44s} {got:9.1f}x   target >= {target}x   {'MET' if got >= target else 'NOT MET'}")
+    for label, got, limit in _floor_targets(ctx.rows):
+        lines.append(f"  {label:44s} {got:9.2f}    target <= {limit}    {'MET' if got <= limit else 'NOT MET'}")
     print("\n".join(lines))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     harness.write_json(os.path.join(args.out, f"{args.mode}-{stamp}.json"), ctx, args.mode)
     if args.record:
-        base = os.path.join("benchmarks", "results", f"{time.strftime('%Y-%m-%d')}-{args.mode}-cpu")
+        gpu = info.get("cuda") and "gpu" in args.only
+        where = re.sub(r"\W+", "-", info["cuda"]).strip("-").lower() if gpu else "cpu"
+        base = os.path.join(args.record_dir, f"{time.strftime('%Y-%m-%d')}-{args.mode}-{where}")
         harness.write_json(base + ".json", ctx, args.mode)
         _write_markdown(base + ".md", ctx, info, lines)
         print(f"recorded {base}.json and .md")

@@ -33,8 +33,11 @@ def run(ctx):
     step = [0]
 
     def add(w, tag, x):
+        # every writer flushed: tbfast packs on its writer thread, so the call alone
+        # would not include the work
         step[0] += 1
         w.add_histogram(tag, x, step[0])
+        w.flush()
 
     # 1. One tensor, default bins, end to end (summary built and queued to the writer).
     for n in sizes:
@@ -70,6 +73,7 @@ def run(ctx):
         step[0] += 1
         for tag, t in named.items():
             w.add_histogram(tag, t, step[0])
+        w.flush()
 
     for name in ("torch", "tensorboardX"):
         if name in ws:
@@ -79,6 +83,7 @@ def run(ctx):
     def batched():
         step[0] += 1
         ws["tbfast"].add_histograms(named, step[0])
+        ws["tbfast"].flush()
 
     ctx.time(SUITE, case, "tbfast add_histograms", batched, repeat=5)
     for w in ws.values():

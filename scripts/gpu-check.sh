@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Every GPU check and benchmark in one run, for a GPU machine without network (an
+# H100/H200 lent for minutes). Uses the machine's python3 and its torch; installs nothing.
+#   1. builds tbfast in place with the CUDA module (TBFAST_CUDA=on; TBFAST_CUDA_ARCHS
+#      defaults to the visible GPU's compute capability);
+#   2. runs every CUDA test: parity with the CPU native backend on the battery, every
+#      backend on the device axis, determinism, many tensors, streams, no host sync in any
+#      writer method (set_sync_debug_mode("error")), the Numba CUDA kernels on the device;
+#   3. runs the GPU benchmark suite and writes JSON and Markdown naming the GPU.
+# Usage: scripts/gpu-check.sh [OUT_DIR]   (default: $OUT, else benchmarks/out/gpu)
+# Output (at most 8 files): env.txt, build.log, tests.log, bench.log, <date>-gpu-<gpu>.{json,md}
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-${OUT:-benchmarks/out/gpu}}
+mkdir -p "$out"
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+say() { echo "[gpu-check $(date +%T)] $*"; }
+status=0
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv 2>&1
+  "$PY" -c "import torch, numpy, numba; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(), 'numpy', numpy.__version__, 'numba', numba.__version__)"
+  nvcc --version | tail -1; nproc; } > "$out/env.txt" 2>&1
+cat "$out/env.txt"
+
+say "build (nvcc)"
+archs=${TBFAST_CUDA_ARCHS:-$("$PY" -c "import torch; a, b = torch.cuda.get_device_capability(); print(f'{a}{b}')" 2>/dev/null || echo 90)}
+if ! TBFAST_CUDA=on TBFAST_CUDA_ARCHS=$archs "$PY" setup.py -q build_ext --inplace -j "$(nproc)" > "$out/build.log" 2>&1; then
+  tail -40 "$out/build.log"; say "BUILD FAILED"; exit 1
+fi
+"$PY" -m tbfast info | tee -a "$out/build.log" | head -8
+
+say "CUDA tests"
+TBFAST_TEST_NUMBA_CUDA=device timeout 330 "$PY" -m pytest -q -p no:cacheprovider -rs --durations=10 \
+  tests/test_gpu.py tests/test_device_contract.py tests/test_histogram.py tests/test_histogram_numba_cuda.py \
+  -k "cuda or gpu or stream or sync or writer" 2>&1 | tee "$out/tests.log" | tail -25
+[ "${PIPESTATUS[0]}" -eq 0 ] || { status=1; say "TESTS FAILED (see tests.log)"; }
+
+say "GPU benchmarks"
+timeout 300 "$PY" -m benchmarks quick --only gpu --logdir /tmp/tbfast-gpu-runs --out /tmp/tbfast-gpu-out \
+  --record --record-dir "$out" 2>&1 | tee "$out/bench.log" | tail -30
+[ "${PIPESTATUS[0]}" -eq 0 ] || { status=1; say "BENCHMARKS FAILED (see bench.log)"; }
+say "done (status $status); files in $out"
+exit $status

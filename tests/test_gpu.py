@@ -1,0 +1,153 @@
+"""GPU-only checks of the device contract (skipped per test without a CUDA device; run by
+scripts/gpu-check.sh on a GPU machine): parity of the CUDA backends with the CPU native
+backend on a battery, determinism, many tensors in one call, streams, no host sync in
+any writer method (torch.cuda.set_sync_debug_mode("error")), and data errors surfacing
+on the writer's next call."""
+
+import contextlib
+import importlib
+
+import numpy as np
+import pytest
+import torch
+
+import tbfast
+from conftest import require_backend, values_by_tag
+
+H = importlib.import_module("tbfast.histogram")
+
+CUDA_BACKENDS = ("native", "numba", "reference")
+DTYPES = [torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.bfloat16,
+          torch.float32, torch.float64]
+BINS = ["tensorflow", 17, [-3.0, -1.0, 0.0, 0.0, 2.5, 100.0]]
+
+
+def battery(seed=0):
+    """Named CPU tensors of every dtype, odd sizes, non-finite values, values on the
+    default edges, constant and all-non-finite tensors."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i, dt in enumerate(DTYPES):
+        n = int(rng.integers(1, 70000)) if i % 3 else 65537
+        if dt == torch.bool:
+            t = torch.from_numpy(rng.integers(0, 2, n).astype(bool))
+        elif dt.is_floating_point:
+            x = rng.standard_normal(n) * rng.choice([1e-3, 1.0, 50.0], n)
+            x[:: 97] = np.nan
+            x[1:: 89] = np.inf
+            x[2:: 83] = -np.inf
+            t = torch.from_numpy(x).to(dt)
+        else:
+            t = torch.from_numpy(rng.integers(-100 if dt != torch.uint8 else 0, 100, n)).to(dt)
+        out[f"t{i}_{str(dt)[6:]}"] = t
+    e = H.default_edges()
+    out["on_edges"] = torch.from_numpy(np.concatenate([e, np.nextafter(e, np.inf), np.nextafter(e, -np.inf)]))
+    out["constant"] = torch.full((1000,), 0.25, dtype=torch.float32)
+    out["zeros_big"] = torch.zeros((1 << 20) + 3, dtype=torch.bfloat16)
+    out["all_nan"] = torch.full((10,), float("nan"))
+    return out
+
+
+def _need_cuda(backend):
+    require_backend("histogram", backend, "cuda")
+
+
+@pytest.mark.parametrize("bins", BINS, ids=["tf", "int", "edges"])
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
+def test_cuda_equals_cpu_native_on_the_battery(backend, bins):
+    _need_cuda(backend)
+    require_backend("histogram", "native", "cpu")
+    named = battery()
+    if bins == 17:
+        named.pop("all_nan")  # fine too, but its [0, 1] range is tested on the CPU
+    cpu = tbfast.histograms(named, bins=bins, backend="native")
+    gpu = tbfast.histograms({k: v.cuda() for k, v in named.items()}, bins=bins, backend=backend)
+    for name in named:
+        c_counts, c_limits, c_stats, c_nf = cpu[name].host()
+        g_counts, g_limits, g_stats, g_nf = gpu[name].host()
+        np.testing.assert_array_equal(g_counts, c_counts, err_msg=name)
+        np.testing.assert_array_equal(g_limits, c_limits, err_msg=name)
+        np.testing.assert_array_equal(g_nf, c_nf, err_msg=name)
+        np.testing.assert_array_equal(g_stats[:2], c_stats[:2], err_msg=name)  # min/max exact
+        np.testing.assert_allclose(g_stats[2:], c_stats[2:], rtol=1e-12, atol=1e-300, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
+def test_cuda_results_are_deterministic(backend):
+    _need_cuda(backend)
+    x = torch.randn(3 << 20, device="cuda") * 100
+    a = tbfast.histogram(x, bins=64, backend=backend).host()
+    for _ in range(3):
+        b = tbfast.histogram(x, bins=64, backend=backend).host()
+        for u, v in zip(a, b):
+            assert np.array_equal(u, v)  # sums bit for bit
+
+
+def test_many_tensors_of_mixed_dtypes_in_one_call():
+    _need_cuda("native")
+    rng = np.random.default_rng(5)
+    dts = [torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.int32]
+    named = {f"p{i}": torch.from_numpy(rng.standard_normal(int(rng.integers(1, 200000)))).to(dts[i % 5])
+             for i in range(1000)}
+    cpu = tbfast.histograms(named, backend="native")
+    gpu = tbfast.histograms({k: v.cuda() for k, v in named.items()})
+    assert len({id(r.batch) for r in gpu.values()}) == 1  # one batch, one host copy
+    for name in named:
+        np.testing.assert_array_equal(gpu[name].numpy()[0], cpu[name].numpy()[0], err_msg=name)
+
+
+def test_runs_on_the_callers_stream_and_an_explicit_one():
+    _need_cuda("native")
+    x = torch.randn(1 << 22, device="cuda")
+    ref = tbfast.histogram(x.cpu()).numpy()[0]
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        y = x * 1.0  # made on s: only a launch on s sees it finished
+        r = tbfast.histogram(y)
+    np.testing.assert_array_equal(r.numpy()[0], ref)
+    r2 = tbfast.histogram(x, stream=s)  # stream= object
+    np.testing.assert_array_equal(r2.numpy()[0], ref)
+    r3 = tbfast.histogram(x, stream=s.cuda_stream)  # raw handle
+    np.testing.assert_array_equal(r3.numpy()[0], ref)
+
+
+@contextlib.contextmanager
+def no_host_sync():
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
+def test_writer_methods_never_sync(tmp_path, monkeypatch, backend):
+    _need_cuda(backend)
+    monkeypatch.setenv("TBFAST_BACKEND", backend)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8)).cuda()
+    model(torch.randn(4, 64, device="cuda")).sum().backward()
+    x = torch.randn(1 << 20, device="cuda")
+    w = tbfast.SummaryWriter(str(tmp_path))
+    for bins in ("tensorflow", 30):  # int bins: the range is read on the device
+        w.add_histogram("warmup", x, 0, bins=bins)  # device constants uploaded once
+    w.flush()
+    with no_host_sync():
+        for step, bins in enumerate(("tensorflow", 30, [-1.0, 0.0, 1.0])):
+            w.add_histogram("x", x, step, bins=bins)
+            w.add_histograms({"a": x[:1000], "b": x.bfloat16()}, step, bins=bins)
+            w.add_module_histograms(model, step, bins=bins)
+    w.close()
+    tags = values_by_tag(tmp_path)
+    assert len(tags["x"]) == 3 and "parameters/0.weight" in tags and "gradients/2.bias" in tags
+
+
+def test_too_many_bins_on_cuda_surfaces_on_the_next_call(tmp_path):
+    _need_cuda("native")
+    w = tbfast.SummaryWriter(str(tmp_path))
+    w.add_histogram("narrow", torch.tensor([4503599627370498.0], dtype=torch.float64, device="cuda"), 0, bins=1)
+    with pytest.raises(ValueError, match="narrow.*too many bins"):
+        w.flush()
+    w.add_scalar("after", 1.0, 0)  # the writer keeps working
+    w.close()
