@@ -15,6 +15,10 @@ see it. Then all parameters and/or gradients go to ``writer.add_histograms`` in 
 number of backward passes since ``watch``. Names are the model's own: the prefixes that
 DDP (``module.``), FSDP (``_fsdp_wrapped_module.``), activation checkpointing
 (``_checkpoint_wrapped_module.``) and ``torch.compile`` (``_orig_mod.``) add are removed.
+
+Sharded parameters (FSDP2's DTensors): each rank logs the histogram of its local shard
+(``to_local()``), since a histogram of the full tensor needs a reduction of the counts
+across ranks that add_histograms does not do yet.
 """
 
 import weakref
@@ -32,6 +36,15 @@ def unwrapped_name(name):
     for w in _WRAPPERS:
         name = name.replace(w, "")
     return name
+
+
+def _local_shard():
+    """A function giving a DTensor's local shard and any other tensor as it is."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # torch built without distributed
+        return lambda t: t
+    return lambda t: t.to_local() if isinstance(t, DTensor) else t
 
 
 class Watch:
@@ -65,13 +78,14 @@ class Watch:
         if model is None:
             return
         params, grads = self.log in ("parameters", "all"), self.log in ("gradients", "all")
+        local = _local_shard()
         named = []
         for name, p in model.named_parameters():
             name = unwrapped_name(name)
             if params:
-                named.append((f"{self.prefix}parameters/{name}", p.detach()))
+                named.append((f"{self.prefix}parameters/{name}", local(p.detach())))
             if grads and p.grad is not None:
-                named.append((f"{self.prefix}gradients/{name}", p.grad))
+                named.append((f"{self.prefix}gradients/{name}", local(p.grad)))
         if not named:
             return
         if hasattr(self.writer, "add_histograms"):

@@ -155,6 +155,22 @@ DDP_SCRIPT = textwrap.dedent('''
             opt.step()
         ours.close()
         ref.close()
+
+        # FSDP2: DTensor parameters; each rank logs its local shard after the reduce-scatter
+        from torch.distributed.fsdp import fully_shard
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+        fully_shard(model[0])
+        fully_shard(model)
+        ours = tbfast.SummaryWriter(os.path.join(logdir, f"rank{rank}", "ours_fsdp"))
+        ref = SummaryWriter(os.path.join(logdir, f"rank{rank}", "torch_fsdp"))
+        tbfast.watch(model, ours, log="all", log_freq=1)
+        model(torch.randn(6, 8, generator=g)).pow(2).mean().backward()
+        for name, p in model.named_parameters():
+            ref.add_histogram(f"parameters/{name}", p.to_local(), 1)
+            ref.add_histogram(f"gradients/{name}", p.grad.to_local(), 1)
+        ours.close()
+        ref.close()
         dist.destroy_process_group()
 
     if __name__ == "__main__":
@@ -168,7 +184,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_watch_ddp_two_processes_gloo(tmp_path):
+def test_watch_ddp_and_fsdp2_two_processes_gloo(tmp_path):
     script = tmp_path / "ddp_watch.py"
     script.write_text(DDP_SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1", TBFAST_NUM_THREADS="1")
@@ -183,3 +199,7 @@ def test_watch_ddp_two_processes_gloo(tmp_path):
     # the ranks saw different data, so equal gradients mean they were logged after the all-reduce
     g0, g1 = runs[0][0]["gradients/2.weight"], runs[1][0]["gradients/2.weight"]
     assert [v.histo.SerializeToString() for _, v in g0] == [v.histo.SerializeToString() for _, v in g1]
+    for r in (0, 1):
+        ours = values_by_tag(tmp_path / "logs" / f"rank{r}" / "ours_fsdp")
+        assert_same_histograms(ours, values_by_tag(tmp_path / "logs" / f"rank{r}" / "torch_fsdp"))
+        assert len(ours) == 8
