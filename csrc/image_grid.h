@@ -25,6 +25,8 @@ enum GridNorm : int32_t {
   kNormNone = 0,      // plain conversion
   kNormRange = 1,     // one [lo, hi] for every image (value_range, or the batch min/max)
   kNormPerImage = 2,  // [lo, hi] per image, read from `ranges`
+  kNormDataRange = 3, // CUDA only: one [lo, hi] = finite min/max over every image, reduced from
+                      // `ranges` on the device ([0, 1] when nothing is finite)
 };
 
 struct ImageGridParams {
@@ -47,6 +49,7 @@ struct ImageGridParams {
                            // by image_ranges_cpu, read by kNormPerImage
   uint8_t* out;            // [out_height, out_row_stride]
   int32_t num_threads;     // CPU only
+  void* stream;            // CUDA only: cudaStream_t; data/strides/ranges/out are device pointers
 };
 
 // Bytes per output pixel value: torch's `.astype(float32) * 255` is done by the caller;
@@ -103,5 +106,11 @@ TBF_HD void grid_row(const ImageGridParams& p, int64_t r, int64_t* band, int64_t
 int image_ranges_cpu(const ImageGridParams& p);
 // image_grid_cpu: the canvas. For kNormRange the caller sets lo/hi (from ranges if needed).
 int image_grid_cpu(const ImageGridParams& p);
+
+// CUDA entry point (csrc/cuda/image_grid_cuda.cu): enqueues on p.stream, never waits.
+// kNormPerImage and kNormDataRange first compute `ranges` on the device (an image with no
+// finite value normalises with [0, 1]), then the canvas kernel reads them from device
+// memory; kNormNone / kNormRange need no ranges. Every canvas byte is written.
+int image_grid_cuda(const ImageGridParams& p);
 
 }  // namespace tbfast

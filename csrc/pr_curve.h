@@ -63,6 +63,10 @@ struct PRCurveParams {
   double* wsums;            // weighted out, added to: [C, T, 2] float64 (null when unweighted)
   int64_t* bad;             // out, added to: [kNumBadKinds]
   int32_t num_threads;      // CPU only
+  // CUDA only: all pointers above are device pointers of one GPU -----------------------
+  void* scratch;            // device scratch of pr_curve_cuda_scratch_bytes(p) bytes (caller-allocated)
+  int64_t scratch_bytes;
+  void* stream;             // cudaStream_t everything is enqueued on
 };
 
 // True when 16-bit float predictions round the product to float16 (torch's NumPy path).
@@ -93,5 +97,15 @@ TBF_HD int64_t pr_bucket_f16(float p, float tm1, bool half_rounding) {
 
 // CPU entry point (csrc/cpu/pr_curve_cpu.cpp): 0, or 1 for an invalid dtype/mode.
 int pr_curve_cpu(const PRCurveParams& p);
+
+// CUDA entry points (csrc/cuda/pr_curve_cuda.cu). pr_curve_cuda enqueues on p.stream and
+// returns a Status without waiting for the device. It ADDS into counts (unweighted) or
+// wsums (weighted) and bad, like the CPU kernel. Weighted sums are deterministic run to
+// run: each call accumulates its weights exactly as 128-bit unsigned fixed point (units
+// of 2^-64, integer atomics, so the order of additions does not matter) in scratch, then
+// adds each cell's exact sum, rounded once to float64, into wsums. Weights must be finite
+// and >= 0 (others are counted as bad); weights at or above 2^63 are counted as bad too.
+int64_t pr_curve_cuda_scratch_bytes(const PRCurveParams& p);
+int pr_curve_cuda(const PRCurveParams& p);
 
 }  // namespace tbfast
