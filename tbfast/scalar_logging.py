@@ -22,7 +22,9 @@ import threading
 import time
 import weakref
 
-from . import _native, _wire, crc32c
+import numpy as np
+
+from . import _native, _tensor, _wire, crc32c
 from .proto import Summary
 
 SCALAR_BATCH = 256
@@ -36,16 +38,15 @@ _HEADERS = {}  # record length -> framed header (length + its masked CRC)
 
 
 def _step_varint(step):
-    """varint of an int64 step (two's complement for negatives)."""
-    if step < 0:
-        step &= 0xFFFFFFFFFFFFFFFF
-    if step < 16384:
+    """varint of an int step; negative and large ones through _wire.int64_varint
+    (two's complement, ValueError outside int64)."""
+    if 0 <= step < 16384:
         return _wire.varint(step)
-    if step < 1 << 21:
+    if 0 < step < 1 << 21:
         return bytes((step & 0x7F | 0x80, step >> 7 & 0x7F | 0x80, step >> 14))
-    if step < 1 << 28:
+    if 0 < step < 1 << 28:
         return bytes((step & 0x7F | 0x80, step >> 7 & 0x7F | 0x80, step >> 14 & 0x7F | 0x80, step >> 21))
-    return _wire.varint(step)
+    return _wire.int64_varint(step)
 
 
 def frame_records(records):
@@ -68,7 +69,7 @@ def _tag_tail(tag):
     """The bytes of an Event after its step for a simple_value summary under ``tag``,
     except the 4 value bytes: Event.summary (0x2A), Summary.value (0x0A), Value.tag
     (0x0A), simple_value (0x15)."""
-    tag_field = _wire.length_delimited(1, tag.encode("utf-8"))
+    tag_field = _wire.length_delimited(1, _wire.tag_bytes(tag))
     value_len = len(tag_field) + 5
     value = b"\x0a" + _wire.varint(value_len)
     summary_len = len(value) + value_len
@@ -92,7 +93,8 @@ def scalar_event_bytes(tag, value, wall_time, step=None, _cache={}):
             _cache.clear()
         tail = _cache[tag] = _tag_tail(tag)
     head = _WALL.pack(0x09, wall_time) if wall_time else b""
-    step = 0 if step is None else int(step)
+    if type(step) is not int:
+        step = _wire.check_step(step)  # None, NumPy / tensor integers; TypeError otherwise
     if step:
         head += b"\x10" + _step_varint(step)
     return head + tail + _f32(value)
@@ -100,18 +102,17 @@ def scalar_event_bytes(tag, value, wall_time, step=None, _cache={}):
 
 def as_scalar(value, name="scalar_value"):
     """float of a Python/NumPy number or a one-element tensor/array (torch's make_np
-    rule); ValueError for anything with more than one element."""
+    rule; a CUDA tensor is read with ``.item()``, as torch does); ValueError for anything
+    with more than one element."""
     cls = type(value)
     if cls is float or cls is int:
         return float(value)
-    size = getattr(value, "size", None)
-    if size is not None and not isinstance(size, int):  # torch: .size is a method
-        n = value.numel()
-    else:
-        n = size if size is not None else 1
-    if n != 1:
-        raise ValueError(f"{name} must have exactly one element, got {n}")
-    return float(value.item() if hasattr(value, "item") else value)
+    if _tensor.is_torch_tensor(value) or isinstance(value, np.ndarray):
+        n = value.numel() if _tensor.is_torch_tensor(value) else value.size
+        if n != 1:
+            raise ValueError(f"{name} must have exactly one element, got {n}")
+        value = value.item()
+    return float(value)
 
 
 # --- the background hand-off -------------------------------------------------------------
@@ -143,6 +144,13 @@ def _ensure_ticker():
         if _ticker["pid"] != pid:
             threading.Thread(target=_tick, name="tbfast-scalars", daemon=True).start()
             _ticker["pid"] = pid
+
+
+def _after_fork_in_child():
+    _ticker["pid"] = None  # the ticker thread did not survive the fork; the next scalar starts one
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register  # registered after event_file's hook, so it runs first

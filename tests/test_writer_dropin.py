@@ -419,3 +419,22 @@ def test_core_needs_no_tensorboard_and_the_rest_names_its_extra(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
     assert {"s", "t/text_summary", "h", "h2", "p", "i", "ii"} <= set(values_by_tag(tmp_path))
+
+
+def test_scalar_hand_off_runs_in_a_forked_child(tmp_path):
+    code = (
+        "import os, time, tbfast\n"
+        f"p = tbfast.SummaryWriter({str(tmp_path / 'parent')!r})\n"
+        "p.add_scalar('s', 1.0, 1)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        f"    c = tbfast.SummaryWriter({str(tmp_path / 'child')!r}, flush_secs=0.05)\n"
+        "    c.add_scalar('c', 2.0, 2)\n"
+        "    time.sleep(1.5)\n"
+        "    os._exit(0)  # no close, no atexit: only the child's hand-off thread and flush timer\n"
+        "os.waitpid(pid, 0)\n"
+        "p.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert [(s, v.simple_value) for s, v in values_by_tag(tmp_path / "child")["c"]] == [(2, 2.0)]
+    assert [(s, v.simple_value) for s, v in values_by_tag(tmp_path / "parent")["s"]] == [(1, 1.0)]
