@@ -187,10 +187,14 @@ class ScalarLogging:
             if batch:
                 fw = self._open_file_writer()
                 put = getattr(getattr(fw, "_worker", None), "put_many", None)
-                if put is not None:  # EventFileWriter has no public "add framed records"
-                    put(frame_records(batch))
-                else:
-                    fw.add_records(batch)
+                try:
+                    if put is not None:  # EventFileWriter has no public "add framed records"
+                        put(frame_records(batch))
+                    else:
+                        fw.add_records(batch)
+                except BaseException:  # e.g. an earlier data error reported here: keep the batch
+                    records.extendleft(reversed(batch))
+                    raise
 
     def add_scalar(self, tag, scalar_value, global_step=None, walltime=None, new_style=False,
                    double_precision=False):
