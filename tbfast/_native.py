@@ -33,10 +33,18 @@ def cuda():
 
 def num_threads():
     """Threads for CPU kernels: TBFAST_NUM_THREADS, else torch's intra-op setting if torch
-    is already imported, else the CPU count."""
+    is already imported, else the CPU count. ValueError naming the variable when it is set
+    to anything but a positive integer. (Kernels may run fewer: never more threads than
+    work items, and per-thread scratch stays within a budget, csrc/cpu/parallel.h.)"""
     env = os.environ.get("TBFAST_NUM_THREADS")
-    if env:
-        return max(1, int(env))
+    if env is not None and env.strip():
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"TBFAST_NUM_THREADS must be a positive integer (CPU kernel threads), got {env!r}")
+        return min(n, 1 << 16)
     import sys
 
     torch = sys.modules.get("torch")

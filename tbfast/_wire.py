@@ -64,10 +64,75 @@ def histogram_proto(min, max, num, sum, sum_squares, bucket_limit, bucket):
     return head + packed_doubles(6, bucket_limit) + packed_doubles(7, bucket)
 
 
+def tag_bytes(tag, name="tag"):
+    """UTF-8 bytes of a summary tag. TypeError naming ``name`` for anything but a str
+    (bytes included: TensorBoard tags are text)."""
+    if type(tag) is not str and not isinstance(tag, str):
+        raise TypeError(f"{name} must be a str, got {type(tag).__name__} {tag!r:.80}")
+    return tag.encode("utf-8")
+
+
+def check_tag_arguments(cls):
+    """Class decorator: each public ``add_*`` method of ``cls`` with a ``tag`` or
+    ``main_tag`` parameter checks it on entry (tag_bytes' TypeError naming the
+    parameter), before any work is started or queued. ``add_scalar`` is left alone: its
+    encoder checks the tag on its per-tag cache miss, so its hot path pays nothing."""
+    import functools
+    import inspect
+
+    for attr in dir(cls):
+        fn = getattr(cls, attr)
+        if not attr.startswith("add_") or attr == "add_scalar" or not callable(fn):
+            continue
+        names = list(inspect.signature(fn).parameters)
+        arg = next((a for a in ("tag", "main_tag") if a in names), None)
+        if arg is None:
+            continue
+        pos, default = names.index(arg), inspect.signature(fn).parameters[arg].default
+
+        def wrapper(*args, _fn=fn, _arg=arg, _pos=pos, _default=default, **kwargs):
+            tag = args[_pos] if len(args) > _pos else kwargs.get(_arg, _default)
+            if type(tag) is not str:
+                tag_bytes(tag, _arg)
+            return _fn(*args, **kwargs)
+
+        setattr(cls, attr, functools.wraps(fn)(wrapper))
+    return cls
+
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def check_step(step, name="global_step"):
+    """``step`` as an int in int64's range (Event.step is an int64). None stays None.
+    TypeError for non-integers (floats with a fraction included), ValueError outside
+    [-2**63, 2**63 - 1]: never written wrapped around."""
+    if step is None:
+        return None
+    if type(step) is not int:
+        try:  # NumPy integers, 0-d integer tensors, integral floats
+            as_int = int(step)
+            exact = bool(as_int == step)
+        except Exception:
+            exact = False
+        if not exact:
+            raise TypeError(f"{name} must be an integer, got {type(step).__name__} {step!r:.80}")
+        step = as_int
+    if not INT64_MIN <= step <= INT64_MAX:
+        raise ValueError(f"{name}={step} is outside int64 [-2**63, 2**63 - 1], the range of Event.step")
+    return step
+
+
+def int64_varint(n, name="global_step"):
+    """Varint of an int64 (two's complement for negatives, 10 bytes), range-checked."""
+    n = check_step(n, name)
+    return varint(n & 0xFFFFFFFFFFFFFFFF)
+
+
 def summary_value(tag, field, payload):
     """Serialised Summary holding one Value: tag plus one length-delimited value field
     (5 = histo, 8 = tensor, 4 = image...)."""
-    value = length_delimited(1, tag.encode("utf-8")) + length_delimited(field, payload)
+    value = length_delimited(1, tag_bytes(tag)) + length_delimited(field, payload)
     return length_delimited(1, value)
 
 
@@ -75,14 +140,16 @@ def simple_values(tags_values):
     """Serialised Summary of simple_value scalars [(tag, float)]."""
     out = []
     for tag, v in tags_values:
-        value = length_delimited(1, tag.encode("utf-8")) + varint((2 << 3) | 5) + struct.pack("<f", v)
+        value = length_delimited(1, tag_bytes(tag)) + varint((2 << 3) | 5) + struct.pack("<f", v)
         out.append(length_delimited(1, value))
     return b"".join(out)
 
 
 def event(summary, wall_time, step=None):
-    """Serialised Event(wall_time, step, summary=<serialised Summary>)."""
+    """Serialised Event(wall_time, step, summary=<serialised Summary>). ``step``: an int
+    in int64's range or None (TypeError / ValueError otherwise, see check_step)."""
     out = double(1, wall_time)
+    step = check_step(step)
     if step:
-        out += varint(2 << 3) + varint(int(step) & 0xFFFFFFFFFFFFFFFF)
+        out += varint(2 << 3) + varint(step & 0xFFFFFFFFFFFFFFFF)
     return out + length_delimited(5, summary)

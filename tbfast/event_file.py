@@ -17,12 +17,15 @@ queue and flush.
 
 import atexit
 import itertools
+import math
+import numbers
 import os
 import socket
 import struct
 import sys
 import threading
 import time
+import warnings
 import weakref
 
 from .crc32c import masked_crc32c
@@ -36,6 +39,8 @@ WRITER_NAME = "tbfast"
 _uid = itertools.count()  # process-global, like TensorBoard's _global_uid
 _uid_lock = threading.Lock()
 _live = weakref.WeakSet()  # running _Workers; atexit drains them
+_LIVENESS_S = 1.0  # waiting callers check this often that the writer thread still runs
+_MAX_UNVERIFIED = 64 << 20  # bytes written before the file's existence is checked (and flushed)
 
 
 class WriterClosedError(RuntimeError):
@@ -56,19 +61,66 @@ def frame_record(data):
     return b"".join((header, struct.pack("<I", masked_crc32c(header)), data, struct.pack("<I", masked_crc32c(data))))
 
 
+def _open_event_file(logdir, filename_suffix):
+    """Creates ``logdir`` and a new event file in it holding the first record (flushed).
+    Returns (file, path); OSError when either cannot be created."""
+    os.makedirs(logdir, exist_ok=True)
+    with _uid_lock:
+        uid = next(_uid)
+    name = "events.out.tfevents.%010d.%s.%s.%s" % (time.time(), socket.gethostname(), os.getpid(), uid)
+    path = os.path.join(logdir, name) + filename_suffix
+    f = open(path, "xb")
+    try:
+        first = Event(wall_time=time.time(), file_version=FILE_VERSION,
+                      source_metadata=SourceMetadata(writer=WRITER_NAME))
+        f.write(frame_record(first.SerializeToString()))
+        f.flush()
+    except BaseException:
+        f.close()
+        raise
+    return f, path
+
+
+def _check_options(max_queue, flush_secs):
+    """Validated (max_queue, flush_secs); flush_secs None or +inf becomes math.inf (no
+    timed flush). ValueError naming the argument otherwise."""
+    if isinstance(max_queue, bool) or not isinstance(max_queue, numbers.Integral) or max_queue < 0:
+        raise ValueError(f"max_queue must be an int >= 0 (0: unbounded), got {max_queue!r}")
+    if flush_secs is None:
+        return int(max_queue), math.inf
+    if isinstance(flush_secs, bool) or not isinstance(flush_secs, numbers.Real) or not float(flush_secs) > 0:
+        raise ValueError(f"flush_secs must be a number > 0, or None / math.inf for no timed flush "
+                         f"(flush() and close() only), got {flush_secs!r}")
+    return int(max_queue), float(flush_secs)
+
+
+def _warn(message):
+    """A RuntimeWarning from the writer thread; on stderr if warning filters turn it into
+    an error (the writer thread must not die of a warning)."""
+    try:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    except Exception:
+        print(f"tbfast: {message}", file=sys.stderr)
+
+
 class _Worker:
     """Queue, file and background thread of one writer. The thread holds the only strong
-    reference besides the facade, so the worker stays in ``_live`` until it has drained."""
+    reference besides the facade, so the worker stays in ``_live`` until it has drained.
 
-    def __init__(self, f, max_queue, flush_secs):
+    Lock discipline: one lock (three conditions on it) guards the queue and counters; the
+    file is touched only by the writer thread (and by close() after joining it). The pid
+    is checked before the lock is taken, so a forked child never waits on a lock that a
+    thread of the parent held at fork time (and _after_fork_in_child replaces the lock)."""
+
+    def __init__(self, f, path, logdir, filename_suffix, max_queue, flush_secs):
         self._file = f
+        self.path = path
+        self._logdir = logdir
+        self._suffix = filename_suffix
         self._max_queue = max_queue
-        self._flush_secs = flush_secs
+        self._flush_secs = flush_secs  # math.inf: flush only when asked (flush/close)
         self._pid = os.getpid()
-        lock = threading.Lock()
-        self._work = threading.Condition(lock)  # worker waits: data, flush request, close
-        self._space = threading.Condition(lock)  # producers wait: queue below max_queue
-        self._progress = threading.Condition(lock)  # flush()/close() wait: records flushed
+        self._init_locks()
         self._pending = []
         self._accepted = 0  # records ever queued
         self._flushed = 0  # records known written and flushed (or dropped after an error)
@@ -77,16 +129,26 @@ class _Worker:
         self._done = False
         self._error = None
         self._data_errors = []  # raised once each, to the next caller (deferred records)
+        self._unverified = []  # bytes written since the file was last seen on disk after a flush
+        self._unverified_bytes = 0
         self._thread = threading.Thread(target=self._run, name="tbfast-event-writer", daemon=True)
         self._thread.start()
         _live.add(self)
 
+    def _init_locks(self):
+        lock = threading.Lock()
+        self._work = threading.Condition(lock)  # worker waits: data, flush request, close
+        self._space = threading.Condition(lock)  # producers wait: queue below max_queue
+        self._progress = threading.Condition(lock)  # flush()/close() wait: records flushed
+
     # --- caller side ---------------------------------------------------------------
+
+    def _check_pid(self):
+        if self._pid != os.getpid():
+            raise RuntimeError("EventFileWriter was created in another process (before fork); create a new one here")
 
     def _check_usable(self):
         # Called with the lock held.
-        if self._pid != os.getpid():
-            raise RuntimeError("EventFileWriter was created in another process (before fork); create a new one here")
         if self._error is not None:
             raise self._error
         if self._closing:
@@ -98,24 +160,36 @@ class _Worker:
         if self._data_errors:
             raise self._data_errors.pop(0)
 
+    def _wait(self, cond):
+        """cond.wait() (lock held) that notices a writer thread gone without a word."""
+        cond.wait(_LIVENESS_S)
+        if self._error is None and not self._done and not self._thread.is_alive():
+            self._error = RuntimeError("tbfast: the event writer thread is no longer running; records queued "
+                                       f"for {self.path} since its last flush are lost")
+
     def put(self, framed):
         self.put_many((framed,))
 
     def put_many(self, framed):
         """Queue several framed records at once (one wake-up of the writer thread); waits
         while the queue is full, then takes the whole batch."""
+        self._check_pid()
         with self._space:
             self._check_usable()
             while self._max_queue and len(self._pending) >= self._max_queue:
-                self._space.wait()
+                self._wait(self._space)
                 self._check_usable()
             self._pending.extend(framed)
             self._accepted += len(framed)
             self._work.notify()
 
     def flush(self):
+        if self._pid != os.getpid():
+            return
         with self._progress:
-            if self._pid != os.getpid() or self._done:
+            if self._done:  # closed (no-op), or the thread died (its error, until close)
+                if self._error is not None and not self._closing:
+                    raise self._error
                 return
             if self._error is not None:
                 raise self._error
@@ -123,14 +197,14 @@ class _Worker:
             self._flush_target = max(self._flush_target, target)
             self._work.notify()
             while self._flushed < target and self._error is None:
-                self._progress.wait()
+                self._wait(self._progress)
             if self._error is not None:
                 raise self._error
             self._raise_data_error()
 
     def close(self, wait=True):
         """Stops accepting records; with ``wait`` drains, flushes, closes the file and
-        re-raises a background I/O error (once)."""
+        re-raises a background error (once)."""
         if self._pid != os.getpid():
             return
         with self._work:
@@ -152,9 +226,12 @@ class _Worker:
         """Waits for work; returns (records, accepted count, flush requested, closing)."""
         with self._work:
             while not (self._pending or self._closing or self._flush_target > self._flushed):
-                timeout = next_flush - time.monotonic() if unflushed else None
-                if timeout is not None and timeout <= 0:
-                    break
+                timeout = None
+                if unflushed and next_flush != math.inf:
+                    timeout = next_flush - time.monotonic()
+                    if timeout <= 0:
+                        break
+                    timeout = min(timeout, threading.TIMEOUT_MAX)
                 self._work.wait(timeout)
             batch, self._pending = self._pending, []
             self._space.notify_all()
@@ -177,8 +254,62 @@ class _Worker:
                     self._data_errors.append(exc)
         return out
 
+    def _write(self, data):
+        self._file.write(data)
+        self._unverified.append(data)
+        self._unverified_bytes += len(data)
+
+    def _file_deleted(self):
+        """True when the open file no longer has a name (it, or its directory, was deleted:
+        what is written to it now is lost)."""
+        try:
+            return os.fstat(self._file.fileno()).st_nlink == 0
+        except (AttributeError, OSError, ValueError):  # not a real file (tests), or closed
+            return False
+
+    def _flush_and_verify(self):
+        """Flushes; if the file was deleted meanwhile, starts a new file in the log dir (the
+        directory re-created) and writes there everything written since the last check,
+        with a warning: events are never dropped without a word."""
+        self._file.flush()
+        if self._unverified and self._file_deleted():
+            old = self.path
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file, self.path = _open_event_file(self._logdir, self._suffix)
+            self._file.write(b"".join(self._unverified))
+            self._file.flush()
+            _warn(f"event file {old} was deleted while being written; continuing in a new file {self.path} "
+                  f"(the {self._unverified_bytes} bytes written since the last flush are rewritten there)")
+        self._unverified = []
+        self._unverified_bytes = 0
+
     def _run(self):
-        next_flush = 0.0  # the first data is flushed at once
+        try:
+            self._loop()
+        except BaseException as exc:  # anything else: kept and raised to the callers
+            err = exc
+            if not isinstance(exc, OSError):
+                err = RuntimeError(f"tbfast: the event writer thread for {self.path} failed ({exc!r}); records "
+                                   f"queued after it are not written")
+                err.__cause__ = exc
+            try:
+                self._file.close()
+            except BaseException:
+                pass
+            with self._progress:
+                if self._error is None:
+                    self._error = err
+                self._done = True
+                self._flushed = self._accepted
+                self._progress.notify_all()
+                self._space.notify_all()
+
+    def _loop(self):
+        never = self._flush_secs == math.inf
+        next_flush = math.inf if never else 0.0  # the first data is flushed at once
         unflushed = False
         while True:
             batch, count, want_flush, closing = self._next_batch(unflushed, next_flush)
@@ -187,11 +318,11 @@ class _Worker:
                     if batch:
                         batch = self._resolve(batch)
                     if batch:
-                        self._file.write(b"".join(batch))
+                        self._write(b"".join(batch))
                         unflushed = True
                     now = time.monotonic()
-                    if unflushed and (want_flush or now >= next_flush):
-                        self._file.flush()
+                    if unflushed and (want_flush or now >= next_flush or self._unverified_bytes > _MAX_UNVERIFIED):
+                        self._flush_and_verify()
                         unflushed = False
                         next_flush = now + self._flush_secs
                 except Exception as exc:  # reported to the next caller
@@ -223,36 +354,35 @@ class EventFileWriter:
     ``source_metadata.writer="tbfast"``) flushed at once. ``max_queue`` bounds the
     records waiting for the background thread (0: unbounded); producers block when it is
     full. Data reaches the file at once the first time, then at most every
-    ``flush_secs`` seconds, or on :meth:`flush` / :meth:`close`.
+    ``flush_secs`` seconds, or on :meth:`flush` / :meth:`close`. ``flush_secs=None`` (or
+    ``math.inf``): no timed flush at all; data reaches the OS on flush(), close(), exit,
+    or when the file's buffer fills.
+
+    If the file (or the whole log dir) is deleted while the writer runs, the next flush
+    notices, re-creates the directory, starts a new event file (first record included),
+    writes there what was written since the previous flush, and warns (RuntimeWarning);
+    :attr:`path` is then the new file.
 
     Raises ValueError for bad arguments and OSError when the directory or file cannot be
-    created. After a background I/O error, the next add/flush/close raises it.
+    created. After a background error (I/O as OSError, anything else as RuntimeError),
+    every later add and flush, and the first close, raise it. A writer is usable in the
+    process that created it only: in a forked child its methods raise RuntimeError
+    (close() does nothing there).
     """
 
     def __init__(self, logdir, max_queue=10, flush_secs=120, filename_suffix=""):
         logdir = os.fspath(logdir)
-        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 0:
-            raise ValueError(f"max_queue must be an int >= 0, got {max_queue!r}")
-        if isinstance(flush_secs, bool) or not isinstance(flush_secs, (int, float)) or not flush_secs > 0:
-            raise ValueError(f"flush_secs must be a number > 0, got {flush_secs!r}")
+        max_queue, flush_secs = _check_options(max_queue, flush_secs)
         if not isinstance(filename_suffix, str) or os.sep in filename_suffix:
             raise ValueError(f"filename_suffix must be a str without {os.sep!r}, got {filename_suffix!r}")
-        os.makedirs(logdir, exist_ok=True)
-        with _uid_lock:
-            uid = next(_uid)
-        name = "events.out.tfevents.%010d.%s.%s.%s" % (time.time(), socket.gethostname(), os.getpid(), uid)
         self._logdir = logdir
-        self.path = os.path.join(logdir, name) + filename_suffix
-        f = open(self.path, "xb")
-        try:
-            first = Event(wall_time=time.time(), file_version=FILE_VERSION,
-                          source_metadata=SourceMetadata(writer=WRITER_NAME))
-            f.write(frame_record(first.SerializeToString()))
-            f.flush()
-        except BaseException:
-            f.close()
-            raise
-        self._worker = _Worker(f, max_queue, flush_secs)
+        f, path = _open_event_file(logdir, filename_suffix)
+        self._worker = _Worker(f, path, logdir, filename_suffix, max_queue, flush_secs)
+
+    @property
+    def path(self):
+        """The event file being written (a new one after the old one was deleted)."""
+        return self._worker.path
 
     def get_logdir(self):
         """The directory this writer writes into (str)."""
@@ -325,6 +455,24 @@ def _close_live_writers():
             worker.close()
         except Exception as exc:  # nobody left to raise to
             print(f"tbfast: event writer failed at exit: {exc!r}", file=sys.stderr)
+
+
+def _after_fork_in_child():
+    """A forked child has none of the parent's threads, but copies of their locks, held
+    or not. Every lock of this module is replaced; the parent's writers stay unusable in
+    the child (their methods raise RuntimeError, close() and exit do nothing), and what
+    they had queued is the parent's to write."""
+    global _uid_lock
+    _uid_lock = threading.Lock()
+    for worker in list(_live):
+        worker._init_locks()
+        worker._pending = []
+        worker._unverified = []
+    _live.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # --- reading ---------------------------------------------------------------------------

@@ -130,6 +130,11 @@ class HistogramLogging:
         (too many bins for the data range) is raised on the writer's next call, flush()
         or close(), naming the tag."""
 
+        for b in batches:  # packed later, on the writer thread: check the tags now
+            for tag in b.names:
+                if type(tag) is not str:
+                    _wire.tag_bytes(tag, "tag")
+
         def summaries():
             out = []
             for b in batches:

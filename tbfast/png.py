@@ -23,6 +23,7 @@ on the thread count (zlib's: except for piece boundaries, under 0.1% of the size
 """
 
 import concurrent.futures
+import os
 import struct
 import threading
 import zlib
@@ -44,7 +45,7 @@ _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _MIN_PIECE = 1 << 17  # bytes of filtered data per deflate thread, at least
 _WINDOW = 1 << 15
 
-_pool = None
+_pool = None  # deflate threads of the zlib encoder, made on first use
 _pool_lock = threading.Lock()
 
 
@@ -54,6 +55,17 @@ def _executor(workers):
         if _pool is None or _pool._max_workers < workers:
             _pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tbfast-png")
         return _pool
+
+
+def _after_fork_in_child():
+    # The parent's pool threads do not exist in a forked child: work submitted to the
+    # copied pool would never run. The child makes its own pool (and lock) on first use.
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _as_hwc(image):

@@ -41,6 +41,7 @@ def scalar_summary(tag, value):
     return Summary(value=[Summary.Value(tag=tag, simple_value=value)])
 
 
+@_wire.check_tag_arguments
 class SummaryWriter(ScalarLogging, HistogramLogging, PRCurveLogging, ImageLogging, MediaLogging, GraphLogging,
                     EmbeddingLogging, HparamsLogging, CustomScalarsLogging):
     """Writes TensorBoard event files; method names and signatures follow
@@ -58,7 +59,7 @@ class SummaryWriter(ScalarLogging, HistogramLogging, PRCurveLogging, ImageLoggin
             stamp = datetime.datetime.now().strftime("%b%d_%H-%M-%S")
             log_dir = os.path.join("runs", f"{stamp}_{socket.gethostname()}{comment}")
         self.log_dir = log_dir  # as given, like torch (get_logdir returns it)
-        self.purge_step = purge_step
+        self.purge_step = _wire.check_step(purge_step, "purge_step")
         self.max_queue, self.flush_secs, self.filename_suffix = max_queue, flush_secs, filename_suffix
         self._lock = threading.Lock()
         self._file_writer = None
@@ -111,6 +112,7 @@ class SummaryWriter(ScalarLogging, HistogramLogging, PRCurveLogging, ImageLoggin
         """Queue ``make_summaries`` (a callable returning Summaries, messages or bytes) to
         run on the writer thread once its inputs reached the host (device results); the
         events get this call's step and time. Errors it raises surface on the next call."""
+        global_step = _wire.check_step(global_step)  # now, not on the writer thread
         wall = time.time() if walltime is None else float(walltime)
 
         def records():

@@ -5,7 +5,9 @@
 // chunk into its private scratch histogram, then adds it into the tensor's row with
 // integer atomics (exact and order-free). Each chunk's float statistics go to their own
 // slot and are reduced per tensor in chunk order afterwards, so sums are deterministic
-// whatever the number of threads.
+// whatever the number of threads. The private scratch histograms together stay under
+// kScratchBudgetBytes (csrc/cpu/parallel.h): huge bin counts run on fewer threads, which
+// changes no count and no sum.
 //
 // Two inner loops:
 //  * float32 / float16 / bfloat16 with edges whose float32 lookup is valid (the default
@@ -466,6 +468,9 @@ int run(const HistogramParams& p, bool with_stats, bool with_counts) {
   std::vector<Chunk> chunks = make_chunks(p);
   std::vector<ChunkStats> cs(with_stats ? chunks.size() : 0);
   int nt = std::max(1, (int)p.num_threads);
+  if (nt > (int64_t)chunks.size()) nt = (int)std::max<int64_t>(1, (int64_t)chunks.size());
+  // 2 * (num_bins + 2) int32 counters per thread: fewer threads for huge bin counts
+  if (with_counts) nt = threads_for_scratch(nt, 8.0 * ((double)p.num_bins + 2.0));
   std::vector<Scratch> scratch(nt);
   if (with_counts)
     for (auto& s : scratch) s.slots.assign(2 * (p.num_bins + 2), 0);

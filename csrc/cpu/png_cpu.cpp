@@ -225,6 +225,7 @@ int png_filter_cpu(const PngFilterParams& p) {
   if (!filter_params_ok(p)) return 1;
   const int64_t items = (p.height + kRowsPerItem - 1) / kRowsPerItem;
   int nt = std::max(1, (int)std::min<int64_t>(p.num_threads, items));
+  if (p.filter == kFilterAdaptive) nt = threads_for_scratch(nt, 4.0 * p.row_bytes);  // candidate rows per thread
   std::vector<uint8_t> zeros(p.row_bytes, 0);
   std::vector<std::vector<uint8_t>> scratch(nt);
   if (p.filter == kFilterAdaptive)
@@ -258,7 +259,11 @@ int png_encode_cpu(const PngEncodeParams& p) {
   uint32_t last_crc = 0;  // CRC of the last chunk's type and body, before the Adler-32
   offset[0] = p.head_len;
   for (int64_t u = 0; u < units; ++u) offset[u + 1] = offset[u] + unit_capacity(f, u);
-  const int nt = std::max(1, (int)std::min<int64_t>(f.num_threads, units));
+  // per thread under kScratchBudgetBytes: the unit's filtered rows, the adaptive filter's
+  // candidate rows, and the matcher's list (a 16-byte match per 3 bytes at most, doubled
+  // by vector growth)
+  const int nt = threads_for_scratch(std::max(1, (int)std::min<int64_t>(f.num_threads, units)),
+                                     12.0 * rows * rb + 4.0 * f.row_bytes);
   std::vector<uint8_t> zeros(f.row_bytes, 0);
   std::vector<std::vector<uint8_t>> filtered(nt), scratch(nt);
   parallel_items(units, nt, [&](int64_t u, int tid) {

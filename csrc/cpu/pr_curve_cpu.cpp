@@ -495,8 +495,6 @@ void run_typed(const PRCurveParams& p, const Ctx& k) {
   const int64_t cells = k.C * k.T * 2;
   int nt = std::max(1, (int)p.num_threads);
   if (nt > n_blocks) nt = (int)std::max<int64_t>(1, n_blocks);
-  // Private arrays cost nt * cells * 8 bytes: stay under 512 MiB.
-  while (nt > 1 && (double)nt * (double)cells * 8.0 > 512.0 * (1 << 20)) nt--;
   const bool fast = !W && k.C == 1 && p.prob_mode == kProbabilities && p.label_mode == kLabelMatrix;
   const bool classes = !W && !fast && p.prob_mode == kProbabilities;
   LanePlan plan;
@@ -508,6 +506,15 @@ void run_typed(const PRCurveParams& p, const Ctx& k) {
 #endif
   const bool simd = plan.V > 0;
   const bool use32 = simd && plan.copies * cells <= kSimdInt32Cells;
+  // Private arrays per thread (int64 or float64 cells, int32 SIMD counters, the second
+  // binary copy) stay under kScratchBudgetBytes together: fewer threads for huge C * T.
+  // One thread counting straight into the output needs none of the int64 ones.
+  {
+    double per = W ? cells * 8.0 + k.C * 16.0 : cells * 8.0;
+    if (use32) per += plan.copies * cells * 4.0;
+    if (fast && !simd && cells <= (int64_t(1) << 15)) per += cells * 8.0;
+    nt = threads_for_scratch(nt, per);
+  }
 
   std::vector<Scratch> scratch(nt);
   for (int t = 0; t < nt; ++t) {
