@@ -160,15 +160,9 @@ class Packed:
         when already started. Never waits for the device."""
         if self._host is not None or self._event is not None:
             return
-        torch = _torch()
         if self.device_type != "cuda":
             raise ValueError(f"a {self.device_type} result cannot be copied to the host")
-        with torch.cuda.stream(self._stream):
-            host = torch.empty(self.words, dtype=torch.int64, pin_memory=True)
-            host.copy_(self.buffer, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record(self._stream)
-        self._pinned, self._event = host, event
+        self._pinned, self._event = _copy_to_pinned(self.buffer, self._stream)
 
     def ready(self):
         """True when the host copy has landed (always on CPU)."""
@@ -187,6 +181,56 @@ class Packed:
     def host(self):
         """{name: host NumPy view} after :meth:`wait`."""
         return self._views(self.wait())
+
+
+def _copy_to_pinned(buffer, stream):
+    """(pinned host tensor, event): ``buffer`` copied without blocking on ``stream``."""
+    torch = _torch()
+    with torch.cuda.stream(stream):
+        host = torch.empty(buffer.shape, dtype=buffer.dtype, pin_memory=True)
+        host.copy_(buffer, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(stream)
+    return host, event
+
+
+class HostCopy:
+    """Host copies of a few small device tensors (a PR state, a uint8 image) in one
+    device-to-host copy: the tensors are packed into one byte buffer on their device,
+    copied into pinned memory and an event is recorded; :meth:`wait` returns NumPy
+    arrays of the original dtypes and shapes. Host (CPU) tensors are ready at once. The
+    packing also snapshots the values, so later updates of the sources do not show."""
+
+    def __init__(self, tensors, stream=None):
+        torch = _torch()
+        self._meta = [(t.dtype, tuple(t.shape), t.numel() * t.element_size()) for t in tensors]
+        self._event = None
+        if all(t.device.type == "cpu" for t in tensors):
+            self._arrays = [t.detach().clone().numpy() for t in tensors]
+            return
+        self._arrays = None
+        dev = tensors[0].device
+        stream = stream if stream is not None else torch.cuda.current_stream(dev)
+        with torch.cuda.stream(stream):
+            flat = [t.detach().contiguous().reshape(-1).view(torch.uint8) for t in tensors]
+            packed = flat[0].clone() if len(flat) == 1 else torch.cat(flat)
+        self._pinned, self._event = _copy_to_pinned(packed, stream)
+
+    def ready(self):
+        return self._arrays is not None or self._event.query()
+
+    def wait(self):
+        """[NumPy array] in the order given (waits for the copy)."""
+        if self._arrays is None:
+            self._event.synchronize()
+            buf, out, offset = self._pinned.numpy(), [], 0
+            torch = _torch()
+            for dtype, shape, nbytes in self._meta:
+                part = torch.from_numpy(buf[offset:offset + nbytes]).view(dtype).reshape(shape)
+                out.append(part.numpy() if dtype != torch.bfloat16 else part.float().numpy())
+                offset += nbytes
+            self._arrays = out
+        return self._arrays
 
 
 def is_meta(x):

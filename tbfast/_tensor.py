@@ -144,6 +144,15 @@ def _plain_types():
     return _PLAIN
 
 
+def check_tensor(t, name="values"):
+    """For callers that look at a tensor's shape before describing it: TypeError naming
+    the type for tensor subclasses whose data_ptr() is not their data, and naming the
+    layout for nested tensors (whose .shape is a torch internal error). Anything that is
+    not a torch tensor passes."""
+    if is_torch_tensor(t):
+        _check_plain(t, name)
+
+
 def _check_plain(t, name):
     """Reject wrappers whose data_ptr() is not their data, naming the type."""
     cls = type(t)

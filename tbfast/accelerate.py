@@ -24,11 +24,6 @@ class _ForeignSink(HistogramLogging, PRCurveLogging, ImageLogging):
     def _write_summary(self, summary, global_step=None, walltime=None):
         self._write_summaries((summary,), global_step, walltime)
 
-    def _write_deferred(self, make_summaries, global_step=None, walltime=None):
-        # A foreign writer has no deferred queue: device results are waited for here,
-        # on the caller's thread (tbfast.SummaryWriter packs them on its writer thread).
-        self._write_summaries(make_summaries(), global_step, walltime)
-
     def _write_summaries(self, summaries, global_step=None, walltime=None):
         file_writer = self._writer._get_file_writer()
         for s in summaries:

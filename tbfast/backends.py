@@ -40,12 +40,17 @@ OPS = {
     },
     "pr_curve": {
         ("native", "cpu"): "tbfast.pr_curve:_native_cpu",
+        ("native", "cuda"): "tbfast.pr_curve:_native_cuda",
         ("numba", "cpu"): "tbfast.pr_curve:_numba_cpu",
+        ("numba", "cuda"): "tbfast.pr_curve:_numba_cuda",
         ("reference", "cpu"): "tbfast.pr_curve:_reference_cpu",
+        ("reference", "cuda"): "tbfast.pr_curve:_reference_torch",
     },
     "image_grid": {
         ("native", "cpu"): "tbfast.image:_grid_native",
+        ("native", "cuda"): "tbfast.image:_grid_native_cuda",
         ("numba", "cpu"): "tbfast.image:_grid_numba",
+        ("numba", "cuda"): "tbfast.image:_grid_numba_cuda",
         ("reference", "cpu"): "tbfast.image:_grid_reference",
         ("reference", "cuda"): "tbfast.image:_grid_reference",
     },

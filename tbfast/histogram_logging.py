@@ -16,6 +16,7 @@ import threading
 
 import numpy as np
 
+from ._sink import SummarySink
 from . import _tensor, _wire
 from . import histogram as _histogram
 from .proto import HistogramProto, Summary
@@ -88,7 +89,7 @@ def histogram_raw_summary(tag, min, max, num, sum, sum_squares, bucket_limits, b
     return Summary(value=[Summary.Value(tag=tag, histo=hist)])
 
 
-class HistogramLogging:
+class HistogramLogging(SummarySink):
     """Writer methods for histograms. The host class provides ``_write_summaries``
     (Summary protos or serialised Summary bytes, all at one step)."""
 

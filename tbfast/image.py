@@ -34,14 +34,13 @@ import math
 
 import numpy as np
 
-from . import _dtypes, _native, backends
-from . import _tensor
+from . import _device, _dtypes, _native, _tensor, backends
 
 __all__ = ["image_grid"]
 
 _FORMATS = {4: "NCHW", 3: "CHW", 2: "HW"}
 _CHANNELS = (1, 3, 4)
-NORM_NONE, NORM_RANGE, NORM_PER_IMAGE = 0, 1, 2  # csrc/image_grid.h GridNorm
+NORM_NONE, NORM_RANGE, NORM_PER_IMAGE, NORM_DATA_RANGE = 0, 1, 2, 3  # csrc/image_grid.h GridNorm
 
 
 def _torch():
@@ -61,7 +60,8 @@ class GridPlan:
     """
 
     __slots__ = ("images", "dtype", "channels", "height", "width", "out_channels", "cols", "rows", "padding",
-                 "out_height", "out_width", "pad_byte", "normalize", "value_range", "scale_each", "device", "out")
+                 "out_height", "out_width", "pad_byte", "normalize", "value_range", "scale_each", "device", "out",
+                 "stream", "torch_stream")
 
     def __init__(self, **kw):
         for k, v in kw.items():
@@ -202,14 +202,21 @@ def plan_grid(images, nrow=8, padding=2, normalize=False, value_range=None, scal
     )
 
 
-def run_plan(plan, backend=None):
-    """Run a :class:`GridPlan` on the selected backend; uint8 HWC torch tensor."""
-    backends.dispatch("image_grid", plan, backend)
+def run_plan(plan, backend=None, stream=None):
+    """Run a :class:`GridPlan` on the selected backend; uint8 HWC torch tensor on the
+    plan's device (CUDA: enqueued on ``stream``, default the current one; never waited for)."""
+    plan.stream = plan.torch_stream = None
+    if plan.device == "cuda":
+        index = plan.images[0].device.index
+        plan.stream = _device.resolve_stream(stream, index)
+        plan.torch_stream = _device.torch_stream(plan.stream, index)
+    with _device.StreamScope(plan):
+        backends.dispatch("image_grid", plan, backend)
     return plan.out
 
 
 def image_grid(images, nrow=8, padding=2, normalize=False, value_range=None, scale_each=False, pad_value=0.0,
-               dataformats="NCHW"):
+               dataformats="NCHW", stream=None):
     """Lay ``images`` out as torchvision's ``make_grid`` does and convert to uint8 as
     torch's ``add_image`` does, in one pass.
 
@@ -228,7 +235,7 @@ def image_grid(images, nrow=8, padding=2, normalize=False, value_range=None, sca
     numpy_in = isinstance(images, np.ndarray) or (
         isinstance(images, (list, tuple)) and len(images) > 0 and isinstance(images[0], np.ndarray))
     plan = plan_grid(images, nrow, padding, normalize, value_range, scale_each, pad_value, dataformats)
-    out = run_plan(plan)
+    out = run_plan(plan, stream=stream)
     return out.numpy() if numpy_in else out
 
 
@@ -270,6 +277,41 @@ def _grid_native(plan):
                 norm, (lo, hi) = NORM_RANGE, global_range(ranges)
     mod.image_grid(**args())
     plan.out = out
+
+
+def _grid_native_cuda(plan):
+    """csrc/cuda/image_grid_cuda.cu: ranges (when normalising from the data) and the
+    canvas on the plan's stream; the range is reduced and read on the device."""
+    mod, why = _native.cuda()
+    if mod is None:
+        raise backends.BackendUnavailable(why)
+    torch = _torch()
+    n = plan.num_images
+    dev = plan.images[0].device
+    table = np.concatenate([np.array([im.data_ptr() for im in plan.images], dtype=np.int64),
+                            np.array([im.stride() for im in plan.images], dtype=np.int64).reshape(-1)])
+    meta = _device.to_device(table, dev)
+    ranges = torch.empty((n, 2), dtype=torch.float64, device=dev)
+    out = plan.empty_output()
+    norm, lo, hi = NORM_NONE, 0.0, 1.0
+    if plan.normalize:
+        if plan.value_range is not None:
+            norm, (lo, hi) = NORM_RANGE, plan.value_range
+        else:
+            norm = NORM_PER_IMAGE if plan.scale_each else NORM_DATA_RANGE
+    mod.image_grid_cuda(num_images=n, data=meta.data_ptr(), strides=meta.data_ptr() + 8 * n, dtype=plan.dtype,
+                        channels=plan.channels, out_channels=plan.out_channels, height=plan.height, width=plan.width,
+                        cols=plan.cols, rows=plan.rows, padding=plan.padding, out_height=plan.out_height,
+                        out_width=plan.out_width, out_row_stride=plan.out_width * plan.out_channels,
+                        pad_byte=plan.pad_byte, norm=norm, lo=lo, hi=hi, ranges=ranges.data_ptr(),
+                        out=out.data_ptr(), stream=plan.stream)
+    plan.out = out
+
+
+def _grid_numba_cuda(plan):
+    from .numba_kernels import image_grid_numba_cuda as k
+
+    k.run(plan)
 
 
 # ---------------------------------------------------------------- numba -----------------

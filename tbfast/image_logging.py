@@ -16,6 +16,8 @@ PNG: :func:`tbfast.png.encode_png` with its defaults; a writer may set the attri
 default, compresses), 2-9 zlib at that level.
 """
 
+from ._sink import SummarySink
+from . import _device, _tensor
 from . import image as _image
 from . import png as _png
 from .proto import Summary
@@ -50,23 +52,37 @@ def torch_image_pixels(img_tensor, dataformats):
     return _image.run_plan(plan)
 
 
-class ImageLogging:
-    """Writer methods for images. The host class provides ``_write_summary``."""
+class ImageLogging(SummarySink):
+    """Writer methods for images. The host class provides ``_write_deferred``: the uint8
+    grid is built on the input's device in the calling thread (CUDA: on the current
+    stream, never waited for), copied to the host once, and PNG-encoded and packed on the
+    writer's thread."""
 
     ACCELERATED = ("add_image", "add_images")
     image_png_level = None  # PNG level (0-1 native encoder, 2-9 zlib); None: tbfast.png.DEFAULT_LEVEL
+
+    def _write_image(self, tag, pixels, global_step, walltime):
+        level = self.image_png_level
+        copy = None
+        if _tensor.is_torch_tensor(pixels) and pixels.device.type == "cuda":
+            copy = _device.HostCopy([pixels])  # one asynchronous copy of the uint8 grid
+
+        def summaries():
+            return [image_summary(tag, copy.wait()[0] if copy is not None else pixels, level)]
+
+        self._write_deferred(summaries, global_step, walltime)
 
     def add_image(self, tag, img_tensor, global_step=None, walltime=None, dataformats="CHW"):
         """torch's ``add_image``: one image, ``dataformats`` CHW (default), HWC, HW, ...;
         floats in [0, 1] (scaled by 255, clipped), uint8 as is. Pixels equal torch's."""
         pixels = torch_image_pixels(img_tensor, dataformats)
-        self._write_summary(image_summary(tag, pixels, self.image_png_level), global_step, walltime)
+        self._write_image(tag, pixels, global_step, walltime)
 
     def add_images(self, tag, img_tensor, global_step=None, walltime=None, dataformats="NCHW"):
         """torch's ``add_images``: a batch (NCHW by default, or a list of CHW images)
         gridded 8 per row with no padding. Pixels equal torch's."""
         pixels = torch_image_pixels(img_tensor, dataformats)
-        self._write_summary(image_summary(tag, pixels, self.image_png_level), global_step, walltime)
+        self._write_image(tag, pixels, global_step, walltime)
 
     def add_image_grid(self, tag, images, global_step=None, nrow=8, padding=2, normalize=False, value_range=None,
                        scale_each=False, pad_value=0.0, dataformats="NCHW", walltime=None):
@@ -74,4 +90,4 @@ class ImageLogging:
         converted like torch's ``add_image`` and written as one image."""
         pixels = _image.image_grid(images, nrow=nrow, padding=padding, normalize=normalize, value_range=value_range,
                                    scale_each=scale_each, pad_value=pad_value, dataformats=dataformats)
-        self._write_summary(image_summary(tag, pixels, self.image_png_level), global_step, walltime)
+        self._write_image(tag, pixels, global_step, walltime)

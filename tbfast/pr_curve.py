@@ -20,7 +20,7 @@ import numbers
 
 import numpy as np
 
-from . import _dtypes, _native, _tensor, backends
+from . import _device, _dtypes, _native, _tensor, backends
 
 __all__ = ["pr_curve", "PRCurve", "PRCurveAccumulator", "PRCurveValueError"]
 
@@ -67,7 +67,10 @@ def _shape(x):
 
 
 def _as_array(x, name):
-    return x if _tensor.is_torch_tensor(x) else _tensor.as_numpy(x, name)
+    if _tensor.is_torch_tensor(x):
+        _tensor.check_tensor(x, name)  # nested / subclass errors before .shape is read
+        return x
+    return _tensor.as_numpy(x, name)
 
 
 def _dtype_code(x, name):
@@ -87,7 +90,7 @@ def _cast(x, code):
     return x.astype(name)
 
 
-def _device(x):
+def _device_of(x):
     if _tensor.is_torch_tensor(x):
         d = x.device
         if d.type == "cuda":
@@ -111,7 +114,8 @@ class _Job:
     """One validated update: flat inputs, sizes and modes, ready for any backend."""
 
     __slots__ = ("pred", "labels", "weights", "weight_scalar", "weighted", "num_rows", "num_classes",
-                 "num_thresholds", "label_mode", "prob_mode", "per_class", "device", "state")
+                 "num_thresholds", "label_mode", "prob_mode", "per_class", "device", "state", "stream",
+                 "torch_stream")
 
     @property
     def device_type(self):
@@ -181,9 +185,9 @@ def _prepare(labels, predictions, num_thresholds, weights, mode, logits, num_cla
             target = _dtypes.INT32
         labels = _cast(labels, target)
 
-    dev = _device(predictions)
-    if _device(labels) != dev:
-        raise ValueError(f"labels are on {_device(labels)[0]}, predictions on {dev[0]}")
+    dev = _device_of(predictions)
+    if _device_of(labels) != dev:
+        raise ValueError(f"labels are on {_device_of(labels)[0]}, predictions on {dev[0]}")
 
     job.weight_scalar, job.weights, job.weighted = 1.0, None, weights is not None
     if weights is not None:
@@ -199,8 +203,8 @@ def _prepare(labels, predictions, num_thresholds, weights, mode, logits, num_cla
             if wnumel != rows:
                 per = "one per prediction" if mode == "binary" else "one per row"
                 raise ValueError(f"weights have {wnumel} elements (shape {wshape}); expected {rows}, {per}")
-            if _device(weights) != dev:
-                raise ValueError(f"weights are on {_device(weights)[0]}, predictions on {dev[0]}")
+            if _device_of(weights) != dev:
+                raise ValueError(f"weights are on {_device_of(weights)[0]}, predictions on {dev[0]}")
             wcode = _dtype_code(weights, "weights")
             if wcode not in (_dtypes.FLOAT32, _dtypes.FLOAT64):
                 weights = _cast(weights, _dtypes.FLOAT64)
@@ -267,7 +271,7 @@ def _ptr(x):
     return x.ctypes.data if isinstance(x, np.ndarray) else x.data_ptr()
 
 
-def _run(job, state, backend):
+def _run(job, state, backend, stream=None):
     if job.weighted and not state.weighted:
         state.to_weighted()
     if state.weighted and not job.weighted:
@@ -275,7 +279,12 @@ def _run(job, state, backend):
     if job.num_rows == 0:
         return None
     job.state = state
-    backends.dispatch("pr_curve", job, backend)
+    job.stream = job.torch_stream = None
+    if job.device[0] == "cuda":
+        job.stream = _device.resolve_stream(stream, job.device[1])
+        job.torch_stream = _device.torch_stream(job.stream, job.device[1])
+    with _device.StreamScope(job):
+        backends.dispatch("pr_curve", job, backend)
     return None
 
 
@@ -319,6 +328,29 @@ class PRCurve:
         self.per_class = per_class
         self._data = None
         self._checked = False
+        self._copy = None  # HostCopy of (values, bad) once started
+
+    @property
+    def device_type(self):
+        return self._state.device[0]
+
+    def start_host_copy(self):
+        """Begin the one asynchronous copy of the counts and bad-value counters to the
+        host (pinned memory + an event); never waits for the device. No-op on CPU."""
+        if self._copy is None and self.device_type == "cuda":
+            self._copy = _device.HostCopy([self._state.values(), self._state.bad])
+        return self
+
+    def ready(self):
+        return self.device_type == "cpu" or (self._copy is not None and self._copy.ready())
+
+    def _host_state(self):
+        """(values, bad) as host arrays (waits for the copy on CUDA)."""
+        if self.device_type == "cpu":
+            return self._state.values(), self._state.bad
+        self.start_host_copy()
+        values, bad = self._copy.wait()
+        return values, bad
 
     @property
     def num_classes(self):
@@ -335,13 +367,13 @@ class PRCurve:
 
     def bad_counts(self):
         """{kind: count} of the bad values seen (reads the counters: a host sync on CUDA)."""
-        bad = _host(self._state.bad)
+        bad = self._host_state()[1]
         return {kind: int(n) for kind, n in zip(BAD_KINDS, bad) if n}
 
     def check(self):
         """Raise PRCurveValueError if any bad value was seen; return self."""
         if not self._checked:
-            bad = [int(n) for n in _host(self._state.bad)]
+            bad = [int(n) for n in self._host_state()[1]]
             if any(bad):
                 raise PRCurveValueError(_bad_message(bad, "pr_curve"), self.bad_counts())
             self._checked = True
@@ -351,7 +383,7 @@ class PRCurve:
     def data(self):
         if self._data is None:
             self.check()
-            d = curve_from_buckets(_host(self._state.values()))
+            d = curve_from_buckets(self._host_state()[0])
             self._data = d if self.per_class else d[0]
         return self._data
 
@@ -383,6 +415,8 @@ class PRCurve:
         st.counts, st.sums = (None, v) if self.weighted else (v, None)
         out = PRCurve(st, self.num_thresholds, False)
         out._checked = True
+        if self._copy is not None:  # already on the host: no new copy
+            out._data = self.data[c]
         return out
 
     def __len__(self):
@@ -393,11 +427,13 @@ class PRCurve:
         return f"PRCurve({kind}, num_thresholds={self.num_thresholds}, weighted={self.weighted})"
 
 
-def pr_curve(labels, predictions, num_thresholds=127, weights=None, *, mode="auto", logits=False, backend=None):
+def pr_curve(labels, predictions, num_thresholds=127, weights=None, *, mode="auto", logits=False, backend=None,
+             stream=None):
     """PR-curve threshold counts in one pass over the data.
 
-    labels, predictions: torch tensors (CPU; CUDA in a later release), NumPy arrays or
-    sequences, same device.
+    labels, predictions: torch tensors (CPU or CUDA), NumPy arrays or sequences, same
+    device. CUDA input is counted on its GPU on ``stream`` (default: the current stream);
+    the result stays there until read, and bad values raise when it is first read.
       * binary (``mode="binary"``, or ``"auto"`` when both have the same number of
         elements, whatever the shapes, flattened row-major, and it is not multiclass): predictions are
         probabilities in [0, 1], any float dtype (integer/bool as 0/1); labels bool,
@@ -423,7 +459,7 @@ def pr_curve(labels, predictions, num_thresholds=127, weights=None, *, mode="aut
     """
     job = _prepare(labels, predictions, num_thresholds, weights, mode, logits)
     state = _State(job.num_classes, job.num_thresholds, job.weighted, job.device)
-    _run(job, state, backend)
+    _run(job, state, backend, stream)
     result = PRCurve(state, job.num_thresholds, job.per_class)
     if job.device[0] == "cpu":
         result.check()  # free on the host; on CUDA deferred to the first read
@@ -468,15 +504,16 @@ class PRCurveAccumulator:
     def _classes(self):
         return 1 if self.num_classes is None else self.num_classes
 
-    def update(self, predictions, labels, weights=None):
-        """Add a batch. Shapes, dtypes and devices are checked now; values at compute()."""
+    def update(self, predictions, labels, weights=None, stream=None):
+        """Add a batch. Shapes, dtypes and devices are checked now; values at compute().
+        Never waits for the device (CUDA input runs on ``stream``, default the current one)."""
         job = _prepare(labels, predictions, self.num_thresholds, weights, self.mode, self.logits,
                        num_classes=self.num_classes)
         if self._state is None:
             self._state = _State(self._classes(), self.num_thresholds, job.weighted, job.device)
         elif self._state.device != job.device:
             raise ValueError(f"this accumulator's state is on {self._state.device[0]}, the batch on {job.device[0]}")
-        _run(job, self._state, self.backend)
+        _run(job, self._state, self.backend, stream)
         return self
 
     def _ensure_state(self):
@@ -508,14 +545,19 @@ class PRCurveAccumulator:
 
     def compute(self):
         """The curves so far (:class:`PRCurve`, data [6, T] or [C, 6, T]); raises
-        PRCurveValueError when any update saw bad values."""
+        PRCurveValueError when any update saw bad values (on CUDA: waits for the device)."""
+        return self.snapshot().check()
+
+    def snapshot(self):
+        """The curves so far as an unchecked :class:`PRCurve` over a copy of the state, made
+        on the state's device without waiting for it (the writer packs it later)."""
         st = self._ensure_state()
         copy = _State.__new__(_State)
         copy.device = st.device
         copy.counts = None if st.counts is None else st.counts.copy() if isinstance(st.counts, np.ndarray) else st.counts.clone()
         copy.sums = None if st.sums is None else st.sums.copy() if isinstance(st.sums, np.ndarray) else st.sums.clone()
         copy.bad = st.bad.copy() if isinstance(st.bad, np.ndarray) else st.bad.clone()
-        return PRCurve(copy, self.num_thresholds, self.num_classes is not None).check()
+        return PRCurve(copy, self.num_thresholds, self.num_classes is not None)
 
     def reset(self):
         self._state = None
@@ -541,7 +583,7 @@ class PRCurveAccumulator:
         self.logits = bool(sd.get("logits", self.logits))
         self._state = None
         if _tensor.is_torch_tensor(buckets) and buckets.device.type == "cuda":
-            self._state = _State(self._classes(), self.num_thresholds, bool(sd["weighted"]), _device(buckets))
+            self._state = _State(self._classes(), self.num_thresholds, bool(sd["weighted"]), _device_of(buckets))
         self._add_values(buckets, bad, bool(sd["weighted"]))
         return self
 
@@ -575,6 +617,118 @@ def _native_cpu(job):
                  num_rows=job.num_rows, num_classes=job.num_classes, num_thresholds=job.num_thresholds,
                  label_mode=job.label_mode, prob_mode=job.prob_mode, counts=_ptr(state.counts),
                  wsums=_ptr(state.sums), bad=_ptr(state.bad), num_threads=_native.num_threads())
+
+
+def _native_cuda(job):
+    """csrc/cuda/pr_curve_cuda.cu on the job's stream; adds into the device state."""
+    mod, why = _native.cuda()
+    if mod is None:
+        raise backends.BackendUnavailable(why)
+    import torch
+
+    state, w = job.state, job.weights
+    nbytes = mod.pr_curve_cuda_scratch_bytes(num_rows=job.num_rows, num_classes=job.num_classes,
+                                             num_thresholds=job.num_thresholds, weighted=bool(job.weighted))
+    scratch = torch.empty(max(1, nbytes), dtype=torch.uint8, device=state.bad.device)
+    mod.pr_curve_cuda(predictions=job.pred.ptr, pred_dtype=job.pred.dtype, labels=job.labels.ptr,
+                      label_dtype=job.labels.dtype, weights=w.ptr if w is not None else 0,
+                      weight_dtype=w.dtype if w is not None else _dtypes.FLOAT64,
+                      weight_scalar=float(job.weight_scalar), num_rows=job.num_rows, num_classes=job.num_classes,
+                      num_thresholds=job.num_thresholds, label_mode=job.label_mode, prob_mode=job.prob_mode,
+                      counts=_ptr(state.counts), wsums=_ptr(state.sums), bad=_ptr(state.bad),
+                      scratch=scratch.data_ptr(), scratch_bytes=nbytes, stream=job.stream)
+
+
+def _numba_cuda(job):
+    from .numba_kernels import pr_curve_numba_cuda as k
+
+    k.run(job)
+
+
+def _reference_torch(job):
+    """Plain torch ops on the job's device (CUDA, or meta in the tests), the same checks in
+    the same order as the kernels, and no host sync: no boolean-mask indexing, no .item().
+    Weighted sums use float atomics here (equal to rounding, not bit-identical run to run;
+    the native and Numba CUDA kernels are deterministic)."""
+    import torch
+
+    state = job.state
+    C, T, n = job.num_classes, job.num_thresholds, job.num_rows
+    dev = state.bad.device
+    f64 = torch.float64
+    x = job.pred.flat_owner()
+    x = (x.double() if job.pred.dtype == _dtypes.FLOAT64 else x.float()).reshape(n, C)
+    lab = job.labels.flat_owner()
+    bad = torch.zeros(NUM_BAD_SLOTS, dtype=torch.int64, device=dev)
+    ok_row = torch.ones(n, dtype=torch.bool, device=dev)
+    w = None
+    if job.weighted:
+        if job.weights is not None:
+            w = job.weights.flat_owner().to(f64)
+        else:
+            w = torch.full((n,), float(job.weight_scalar), dtype=f64, device=dev)
+        wbad = ~((w >= 0) & (w <= np.finfo(np.float64).max))
+        bad[5] += wbad.sum()
+        ok_row &= ~wbad
+    classes = torch.arange(C, device=dev)
+    if job.label_mode == LABEL_INDEX:
+        li = lab.to(torch.int64)
+        ibad = ok_row & ((li < 0) | (li >= C))
+        bad[4] += ibad.sum()
+        ok_row &= ~ibad
+        pos = (classes[None, :] == li[:, None]).long()
+        lbad = torch.zeros((n, C), dtype=torch.bool, device=dev)
+    else:
+        labm = lab.reshape(n, C)
+        if labm.dtype == torch.bool:
+            pos, lbad = labm.long(), torch.zeros((n, C), dtype=torch.bool, device=dev)
+        else:
+            pos, lbad = (labm == 1).long(), ~((labm == 0) | (labm == 1))
+    tm1 = T - 1
+    if job.prob_mode == SOFTMAX:
+        xd = x.to(f64)
+        nonfin = ~torch.isfinite(xd)
+        rowbad = ok_row & nonfin.any(dim=1)
+        bad[2] += (nonfin & rowbad[:, None]).sum()
+        ok_row &= ~rowbad
+        xs = torch.where(ok_row[:, None], xd, torch.zeros((), dtype=f64, device=dev))
+        e = torch.exp(xs - xs.amax(dim=1, keepdim=True))
+        prob = e / e.sum(dim=1, keepdim=True)
+        pbad = torch.zeros((n, C), dtype=torch.bool, device=dev)
+        elem_ok = ok_row[:, None] & ~lbad
+        b = (prob * float(tm1)).long()
+        bad[3] += (ok_row[:, None] & lbad).sum()
+    else:
+        elem_ok = ok_row[:, None] & ~lbad
+        bad[3] += (ok_row[:, None] & lbad).sum()
+        if job.prob_mode == SIGMOID:
+            xd = x.to(f64)
+            pbad = ~torch.isfinite(xd)
+            bad[2] += (elem_ok & pbad).sum()
+            prob = 1.0 / (1.0 + torch.exp(-torch.where(pbad, torch.zeros((), dtype=f64, device=dev), xd)))
+            b = (prob * float(tm1)).long()
+        else:
+            isnan = torch.isnan(x)
+            pbad = ~((x >= 0) & (x <= 1))
+            bad[0] += (elem_ok & isnan).sum()
+            bad[1] += (elem_ok & pbad & ~isnan).sum()
+            v = torch.where(pbad, torch.zeros((), dtype=x.dtype, device=dev), x)
+            if job.pred.dtype == _dtypes.FLOAT64:
+                b = (v * float(tm1)).long()
+            else:
+                prod = v * torch.tensor(float(tm1), dtype=torch.float32, device=dev)
+                if job.pred.dtype in (_dtypes.FLOAT16, _dtypes.BFLOAT16) and tm1 <= 2048:
+                    prod = prod.half()  # round to nearest even, as NumPy's float16 multiply
+                b = prod.long()
+    keep = elem_ok & ~pbad
+    b = torch.where(keep, b, torch.zeros_like(b))
+    cell = ((classes[None, :] * T + b) * 2 + pos).reshape(-1)
+    if job.weighted:
+        add = torch.where(keep, w[:, None].expand(n, C), torch.zeros((), dtype=f64, device=dev)).reshape(-1)
+        state.sums.view(-1).scatter_add_(0, cell, add)
+    else:
+        state.counts.view(-1).scatter_add_(0, cell, keep.long().reshape(-1))
+    state.bad += bad
 
 
 def _float_values(flat):

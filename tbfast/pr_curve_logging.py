@@ -9,6 +9,7 @@ TensorBoards used to truncate the data (spec 7).
 
 import numpy as np
 
+from ._sink import SummarySink
 from . import _tensor
 from .pr_curve import PRCurve, PRCurveValueError, pr_curve
 from .proto import DT_FLOAT, PrCurvePluginData, Summary, SummaryMetadata, TensorProto, TensorShapeProto
@@ -100,10 +101,32 @@ def _tagged(method, tag, exc):
     return type(exc)(msg)
 
 
-class PRCurveLogging:
-    """Writer methods for PR curves. The host class provides ``_write_summary``."""
+class PRCurveLogging(SummarySink):
+    """Writer methods for PR curves. The host class provides ``_write_summary`` and
+    ``_write_deferred``. CPU curves are checked and packed at once; CUDA curves start
+    their one host copy and are checked and packed on the writer's thread, so a bad value
+    raises PRCurveValueError (naming the method and tag) on the writer's next call,
+    ``flush()`` or ``close()``."""
 
     ACCELERATED = ("add_pr_curve",)
+
+    def _write_curve(self, method, tag, curve, pack, global_step, walltime):
+        if curve.device_type == "cpu":
+            try:
+                summary = pack(curve)
+            except ValueError as exc:
+                raise _tagged(method, tag, exc) from None
+            self._write_summary(summary, global_step, walltime)
+            return
+        curve.start_host_copy()
+
+        def summaries():
+            try:
+                return [pack(curve)]
+            except ValueError as exc:
+                raise _tagged(method, tag, exc) from None
+
+        self._write_deferred(summaries, global_step, walltime)
 
     def add_pr_curve(self, tag, labels, predictions, global_step=None, num_thresholds=127, weights=None,
                      walltime=None):
@@ -114,14 +137,14 @@ class PRCurveLogging:
         element by element, flattened; weights None, a number, or one per prediction.
         Where torch silently drops predictions below 0, at or above 1 + 1/(T-1) or NaN,
         this raises PRCurveValueError (a ValueError naming the tag and the counts of each
-        kind of bad value); likewise labels that are not 0/1 and negative weights.
+        kind of bad value); likewise labels that are not 0/1 and negative weights. CUDA
+        input is counted on the GPU and never waited for here (errors: see the class).
         """
         try:
             curve = pr_curve(labels, predictions, num_thresholds, weights, mode="binary")
-            summary = pr_curve_summary(tag, curve)
         except ValueError as exc:
             raise _tagged("add_pr_curve", tag, exc) from None
-        self._write_summary(summary, global_step, walltime)
+        self._write_curve("add_pr_curve", tag, curve, lambda c: pr_curve_summary(tag, c), global_step, walltime)
 
     def add_pr_curve_raw(self, tag, true_positive_counts, false_positive_counts, true_negative_counts,
                          false_negative_counts, precision, recall, global_step=None, num_thresholds=127,
@@ -148,18 +171,20 @@ class PRCurveLogging:
         mode = "multilabel" if multilabel else "multiclass"
         try:
             curves = pr_curve(labels, predictions, num_thresholds, weights, mode=mode, logits=logits)
-            summary = pr_curves_summary(tag, curves, class_names)
+            class_tags(tag, curves.num_classes, class_names)  # a bad class_names list raises now
         except ValueError as exc:
             raise _tagged("add_pr_curves", tag, exc) from None
-        self._write_summary(summary, global_step, walltime)
+        self._write_curve("add_pr_curves", tag, curves, lambda c: pr_curves_summary(tag, c, class_names),
+                          global_step, walltime)
 
     def add_pr_accumulator(self, tag, accumulator, global_step=None, class_names=None, walltime=None):
         """Write a :class:`tbfast.PRCurveAccumulator`'s curves: under ``tag`` when binary,
         else one per class under ``<tag>/<class name>``. Raises PRCurveValueError if any
-        update saw bad values (the deferred check)."""
-        try:
-            curve = accumulator.compute()
-            summary = pr_curves_summary(tag, curve, class_names) if curve.per_class else pr_curve_summary(tag, curve)
-        except ValueError as exc:
-            raise _tagged("add_pr_accumulator", tag, exc) from None
-        self._write_summary(summary, global_step, walltime)
+        update saw bad values (the deferred check; for a CUDA accumulator on the writer's
+        next call). The state is snapshotted on its device now; later updates do not show."""
+        curve = accumulator.snapshot()
+
+        def pack(c):
+            return pr_curves_summary(tag, c, class_names) if c.per_class else pr_curve_summary(tag, c)
+
+        self._write_curve("add_pr_accumulator", tag, curve, pack, global_step, walltime)
