@@ -7,6 +7,10 @@ tbfast's summaries are converted to the writer's own Summary class by serialisin
 protos are wire-compatible), so nothing mixes proto classes.
 """
 
+import functools
+import warnings
+
+from .backends import BackendUnavailable
 from .histogram_logging import HistogramLogging
 from .image_logging import ImageLogging
 from .pr_curve_logging import PRCurveLogging
@@ -59,6 +63,27 @@ def accelerated_methods():
     return tuple(name for cap in _CAPABILITIES for name in cap.ACCELERATED)
 
 
+def _with_fallback(fast, original, name):
+    """``fast``, falling back to the writer's own method for input tbfast does not take
+    (a TypeError naming the input, or no backend for the device), so accelerate() is never
+    worse than torch: such calls get torch's own behaviour and result."""
+
+    @functools.wraps(original)
+    def method(*args, **kwargs):
+        try:
+            return fast(*args, **kwargs)
+        except (TypeError, BackendUnavailable) as exc:
+            if name not in _warned:
+                _warned.add(name)
+                warnings.warn(f"tbfast.accelerate: {name} fell back to the writer's own method ({exc})", stacklevel=2)
+            return original(*args, **kwargs)
+
+    return method
+
+
+_warned = set()
+
+
 def accelerate(writer):
     """Route ``writer``'s add_histogram / add_pr_curve / add_image(s) (see
     :func:`accelerated_methods`) through tbfast; returns the same writer. A
@@ -71,6 +96,7 @@ def accelerate(writer):
     sink = _ForeignSink(writer, _summary_class(writer))
     for cap in _CAPABILITIES:
         for name in cap.ACCELERATED:
-            setattr(writer, name, getattr(sink, name))  # bound to the sink, on this instance only
+            # bound to the sink, on this instance only
+            setattr(writer, name, _with_fallback(getattr(sink, name), getattr(writer, name), name))
     writer._tbfast_sink = sink
     return writer

@@ -288,3 +288,125 @@ def test_constants_come_from_the_native_module():
     assert mod.HIST_EDGE_LOOKUP_BYTES == H._lookup_for(H.default_edges().tobytes())[1].nbytes
     statuses = {k: v for k, v in vars(mod).items() if k.startswith("STATUS_")}
     assert len(set(statuses.values())) == len(statuses) and statuses["STATUS_OK"] == 0  # distinct codes
+
+
+# ---- PR curves and image grids on the same contract ----------------------------------------
+
+P = importlib.import_module("tbfast.pr_curve")
+I = importlib.import_module("tbfast.image")
+
+PR_CASES = [  # (mode, logits, weighted, labels kind)
+    ("binary", False, False, "matrix"), ("binary", False, True, "matrix"), ("multiclass", False, False, "index"),
+    ("multiclass", True, True, "index"), ("multiclass", False, False, "matrix"), ("multilabel", True, False, "matrix"),
+]
+
+
+def _pr_inputs(mode, logits, weighted, labels_kind, n=600, c=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    cols = 1 if mode == "binary" else c
+    preds = torch.randn(n, cols, generator=g) * 3 if logits else torch.rand(n, cols, generator=g)
+    if mode == "binary":
+        preds = preds[:, 0]
+        preds[:5] = torch.tensor([float("nan"), -0.5, 1.5, 0.0, 1.0])  # bad values counted too
+        labels = torch.randint(0, 2, (n,), generator=g)
+        labels[7] = 3
+    elif labels_kind == "index":
+        labels = torch.randint(0, c, (n,), generator=g)
+        labels[3] = c + 2
+    else:
+        labels = torch.randint(0, 2, (n, c), generator=g).float()
+        labels[4, 1] = 0.5
+    weights = torch.rand(n, generator=g) if weighted else None
+    if weighted:
+        weights[11] = -1.0
+    return labels, preds, weights
+
+
+def _torch_state(state):
+    """The CPU NumPy state as torch tensors over the same memory (for the torch reference)."""
+    st = P._State.__new__(P._State)
+    st.device = state.device
+    st.counts = None if state.counts is None else torch.from_numpy(state.counts)
+    st.sums = None if state.sums is None else torch.from_numpy(state.sums)
+    st.bad = torch.from_numpy(state.bad)
+    return st
+
+
+@pytest.mark.parametrize("mode,logits,weighted,labels_kind", PR_CASES)
+def test_pr_torch_reference_equals_the_numpy_reference(mode, logits, weighted, labels_kind):
+    labels, preds, weights = _pr_inputs(mode, logits, weighted, labels_kind)
+    want = P._State(1 if mode == "binary" else 4, 101, weighted)
+    job = P._prepare(labels, preds, 101, weights, mode, logits)
+    job.state = want
+    P._reference_cpu(job)
+    got = P._State(1 if mode == "binary" else 4, 101, weighted)
+    job.state = _torch_state(got)
+    P._reference_torch(job)
+    np.testing.assert_array_equal(got.bad, want.bad)
+    assert want.bad.sum() > 0  # the cases do contain bad values
+    if weighted:
+        np.testing.assert_allclose(got.sums, want.sums, rtol=1e-12)
+    else:
+        np.testing.assert_array_equal(got.counts, want.counts)
+
+
+@pytest.mark.parametrize("mode,logits,weighted,labels_kind", PR_CASES)
+def test_pr_torch_reference_makes_no_host_sync(mode, logits, weighted, labels_kind):
+    labels, preds, weights = _pr_inputs(mode, logits, weighted, labels_kind, n=50)
+    job = P._prepare(labels, preds, 101, weights, mode, logits)
+    job.pred = _tensor.describe(job.pred.owner.to("meta"), layout="rowmajor", allow_meta=True)
+    job.labels = _tensor.describe(job.labels.owner.to("meta"), layout="rowmajor", allow_meta=True)
+    if job.weights is not None:
+        job.weights = _tensor.describe(job.weights.owner.to("meta"), layout="rowmajor", allow_meta=True)
+    st = P._State.__new__(P._State)
+    st.device = ("meta", None)
+    c = job.num_classes
+    st.counts = None if weighted else torch.zeros((c, 101, 2), dtype=torch.int64, device="meta")
+    st.sums = torch.zeros((c, 101, 2), dtype=torch.float64, device="meta") if weighted else None
+    st.bad = torch.zeros(P.NUM_BAD_SLOTS, dtype=torch.int64, device="meta")
+    job.state = st
+    P._reference_torch(job)  # would raise on any read of data from the host
+    assert st.bad.device.type == "meta"
+
+
+@pytest.mark.parametrize("normalize,scale_each,value_range", [(False, False, None), (True, False, None),
+                                                              (True, True, None), (True, False, (-1.0, 1.0))])
+def test_image_reference_makes_no_host_sync(normalize, scale_each, value_range):
+    plan = I.plan_grid(torch.rand(5, 3, 8, 9), nrow=2, normalize=normalize, scale_each=scale_each,
+                       value_range=value_range)
+    plan.images = [im.to("meta") for im in plan.images]
+    I._grid_reference(plan)
+    assert plan.out.device.type == "meta" and tuple(plan.out.shape) == plan.out_shape
+
+
+class _DeviceCurve(P.PRCurve):
+    """A CPU curve posing as a CUDA one: the writer must defer its check and packing."""
+
+    device_type = "cuda"
+    copied = False
+
+    def start_host_copy(self):
+        self.copied = True
+        return self
+
+    def _host_state(self):
+        assert self.copied, "read before the host copy was started"
+        return self._state.values(), self._state.bad
+
+
+def test_pr_bad_values_from_the_device_surface_on_the_next_call(monkeypatch, tmp_path):
+    from conftest import values_by_tag
+
+    acc = tbfast.PRCurveAccumulator(11)
+    acc.update(torch.tensor([0.5, float("nan"), 0.2]), torch.tensor([1, 0, 1]))
+    real = acc.snapshot()
+    fake = _DeviceCurve(real._state, real.num_thresholds, real.per_class)
+    monkeypatch.setattr(acc, "snapshot", lambda: fake)
+    w = tbfast.SummaryWriter(str(tmp_path))
+    w.add_pr_accumulator("val/pr", acc, 1)  # returns: the check needs the counters on the host
+    assert fake.copied
+    with pytest.raises(tbfast.PRCurveValueError, match="add_pr_accumulator.*val/pr.*NaN"):
+        w.flush()
+    w.add_scalar("after", 1.0, 0)
+    w.close()
+    assert "after" in values_by_tag(tmp_path) and "val/pr" not in values_by_tag(tmp_path)
