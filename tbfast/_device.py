@@ -82,6 +82,8 @@ def to_device(array, device, stream=None):
     """A torch copy of the host NumPy ``array`` on ``device`` ('cpu', a CUDA device or
     'meta') without a host sync: pinned memory and a non-blocking copy on CUDA."""
     torch = _torch()
+    if isinstance(array, torch.Tensor):
+        return array.to(device, non_blocking=True)
     array = np.ascontiguousarray(array)
     t = torch.from_numpy(array if array.flags.writeable else array.copy())
     device = torch.device(device)

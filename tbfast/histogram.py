@@ -168,7 +168,7 @@ class HistogramJob:
 
     __slots__ = ("descs", "spec", "device_type", "device_index", "stream", "torch_stream", "out")
 
-    def __init__(self, descs, spec, device_type, device_index=None, stream=None):
+    def __init__(self, descs, spec, device_type, device_index=None, stream=None, rows=None):
         self.descs, self.spec = descs, spec
         self.device_type, self.device_index = device_type, device_index
         self.stream = self.torch_stream = None
@@ -179,10 +179,10 @@ class HistogramJob:
             if self.torch_stream.cuda_stream != current.cuda_stream:
                 for d in descs:  # the inputs are read on another stream than they were made on
                     d.owner.record_stream(self.torch_stream)
-        T, B = len(descs), spec.num_bins
+        T, B = len(descs) if rows is None else rows, spec.num_bins
         with _device.StreamScope(self):
-            self.out = _device.Packed([("counts", (T, B), "i8"), ("stats", (T, 4), "f8"), ("nonfinite", (T, 3), "i8")],
-                                      device_type, device_index, self.torch_stream)
+            self.out = _device.Packed([("counts", (T, B), "i8"), ("stats", (T, 4), "f8"), ("nonfinite", (T, 3), "i8"),
+                                       ("numel", (T,), "i8")], device_type, device_index, self.torch_stream)
 
 
 # ---------------------------------------------------------------------------------------
@@ -233,7 +233,8 @@ def _native_cuda(job):
     codes = np.zeros(T + (T & 1), dtype=np.int32)
     codes[:T] = [d.dtype for d in descs]
     parts = [np.array([d.ptr for d in descs], dtype=np.int64), numels, offsets, codes.view(np.int64)]
-    if spec.mode == UNIFORM:
+    device_ranges = _tensor.is_torch_tensor(spec.ranges)  # computed on the device (group=, bins=int)
+    if spec.mode == UNIFORM and not device_ranges:
         parts.append(np.ascontiguousarray(spec.ranges, dtype=np.float64).reshape(-1).view(np.int64))
     table = np.concatenate(parts)
     dev = torch.device("cuda", job.device_index)
@@ -248,7 +249,7 @@ def _native_cuda(job):
             lookup_ptr = _device.device_constant(("lookup", key), lambda: _lookup_for(key)[1], job.device_index,
                                                  job.torch_stream).data_ptr()
         elif spec.mode == UNIFORM:
-            ranges_ptr = base + 8 * (3 * T + 1 + len(codes) // 2)
+            ranges_ptr = spec.ranges.data_ptr() if device_ranges else base + 8 * (3 * T + 1 + len(codes) // 2)
         num_chunks = int(offsets[-1])
         nbytes = mod.histogram_cuda_scratch_bytes(num_tensors=T, num_chunks=num_chunks, num_bins=B, mode=spec.mode)
         scratch = torch.empty(max(1, nbytes), dtype=torch.uint8, device=dev)
@@ -419,16 +420,23 @@ class HistogramBatch:
     the data, raising ValueError naming the tensor.
     """
 
-    def __init__(self, names, job, backend, max_bins):
+    def __init__(self, names, job, backend, max_bins, spec=None, numels=None):
         self.names, self.job, self.backend, self.max_bins = names, job, backend, max_bins
-        self.numels = [d.numel for d in job.descs]
-        self.torch_out = [d.is_torch for d in job.descs]
+        self.spec = job.spec if spec is None else spec  # the bins as asked for: limits come from it
+        self._numels = numels  # None after a reduction: the global counts are in the buffer
+        self.torch_out = [d.is_torch for d in job.descs] + [True] * (len(names) - len(job.descs))
         self._host = None
         self.results = [HistogramResult(self, i) for i in range(len(names))]
 
     @property
     def device_type(self):
         return self.job.device_type
+
+    @property
+    def numels(self):
+        if self._numels is None:
+            self._numels = self.job.out.host()["numel"].tolist()
+        return self._numels
 
     def start_host_copy(self):
         if self.job.device_type == "cuda":
@@ -444,7 +452,7 @@ class HistogramBatch:
         Raises ValueError for a tensor whose range cannot hold the bins."""
         if self._host is None:
             h = self.job.out.host()
-            spec = self.job.spec
+            spec = self.spec
             counts, limits = [], []
             for t, name in enumerate(self.names):
                 lim = _edges_for(spec, t, h["stats"][t])
@@ -583,25 +591,61 @@ def _check_max_bins(max_bins):
         raise ValueError(f"max_bins must be a positive int or None, got {max_bins!r}")
 
 
-def launch(named_descs, bins="tensorflow", max_bins=None, backend=None, stream=None):
+def launch(named_descs, bins="tensorflow", max_bins=None, backend=None, stream=None, group=None):
     """Histograms of [(name, Desc)] as one :class:`HistogramBatch` per device, each from
     one backend call, in first-appearance order. Nothing waits for a device: CUDA
     batches stay on their device until :meth:`HistogramBatch.start_host_copy` /
-    :meth:`HistogramBatch.host`. Raises ValueError for empty tensors and bad bins."""
+    :meth:`HistogramBatch.host`. Raises ValueError for empty tensors and bad bins.
+
+    ``group`` (a torch.distributed group; tbfast/distributed.py): every rank passes its
+    part of each tensor (empty parts allowed), and each batch is reduced over the group
+    before it leaves the device; all tensors must then be on one device."""
     _check_max_bins(max_bins)
     groups = {}
     for name, d in named_descs:
-        if d.numel == 0:
+        if d.numel == 0 and group is None:
             raise ValueError(f"histogram of {name!r}: the tensor has no elements")
         groups.setdefault((d.device, d.device_index), []).append((name, d))
+    if group is not None and len(groups) > 1:
+        raise ValueError(f"histograms with group=: every tensor must be on one device, got {sorted(groups)}")
     batches = []
     for (device, index), items in groups.items():
+        items = [it for it in items if it[1].numel] + [it for it in items if not it[1].numel]  # empty parts last
         descs = [d for _, d in items]
+        full = [d for d in descs if d.numel]
         spec = _resolve_bins(bins, descs)
-        job = HistogramJob(descs, spec, device, index, stream)
-        used = backends.dispatch("histogram", job, backend)
-        batches.append(HistogramBatch([n for n, _ in items], job, used, max_bins))
+        kernel_spec = spec
+        if group is not None:
+            if bins in ESTIMATORS:
+                raise ValueError(f"bins={bins!r} needs every value on one host; use an int or edges with group=")
+            if spec.mode == UNIFORM_AUTO:  # the global range first: one small all_reduce, on the device
+                from . import distributed
+
+                dev = "cpu" if device == "cpu" else f"cuda:{index}"
+                ranges = distributed.global_ranges(descs, group, dev)
+                kernel_spec = BinSpec(UNIFORM, spec.num_bins, ranges=ranges[:len(full)])
+        job = HistogramJob(full, kernel_spec, device, index, stream, rows=len(descs))
+        used = backends.dispatch("histogram", job, backend) if full else "none"
+        if len(full) < len(descs):
+            _fill_empty_rows(job.out, len(full))
+        numels = [d.numel for d in descs]
+        if group is not None:
+            from . import distributed
+
+            with _device.StreamScope(job):
+                distributed.reduce_packed(job.out, group, np.array(numels, dtype=np.int64))
+            numels = None  # global element counts: read from the reduced buffer
+        batches.append(HistogramBatch([n for n, _ in items], job, used, max_bins, spec=spec, numels=numels))
     return batches
+
+
+def _fill_empty_rows(out, start):
+    """Rows of empty tensors: no counts, no values (min +inf, max -inf, sums 0)."""
+    out.counts[start:] = 0
+    out.nonfinite[start:] = 0
+    out.stats[start:, 0] = math.inf
+    out.stats[start:, 1] = -math.inf
+    out.stats[start:, 2:] = 0.0
 
 
 def _results(named_descs, batches):

@@ -145,14 +145,22 @@ class HistogramLogging(SummarySink):
 
         self._write_deferred(summaries, global_step, walltime)
 
-    def add_histogram(self, tag, values, global_step=None, bins="tensorflow", walltime=None, max_bins=None):
+    def add_histogram(self, tag, values, global_step=None, bins="tensorflow", walltime=None, max_bins=None, *,
+                      group=None):
         """torch's ``add_histogram``, computed by tbfast (see :func:`tbfast.histogram`).
 
         values: torch tensor (CPU or CUDA, any dtype tbfast takes), NumPy array or
         sequence. NaN/Inf are counted and written as ``<tag>/nan_count`` etc., never
         fatal. Raises ValueError naming the tag for an empty tensor or invalid bins.
         CUDA input: runs on the current stream; this call never waits for the GPU.
+        ``group`` (a torch.distributed group, or True for the world): the histogram of
+        the full logical tensor over the group's ranks (a DTensor's shards, or every
+        rank's part); every rank calls, rank 0 of the group writes (tbfast.distributed).
         """
+        if group is not None:
+            from . import distributed
+
+            return distributed.add_histogram(self, tag, values, global_step, bins, walltime, max_bins, group=group)
         try:
             batches = self._start_batches(_histogram.launch([(tag, _tensor.describe(values))], bins=bins,
                                                             max_bins=max_bins))
@@ -167,25 +175,41 @@ class HistogramLogging(SummarySink):
                                                   bucket_counts), global_step, walltime)
 
     def add_histograms(self, named_tensors, global_step=None, walltime=None, bins="tensorflow", max_bins=None,
-                       stream=None):
+                       stream=None, group=None):
         """Histograms of many tensors in one backend call per device; one histogram per
         name (the tag). named_tensors: mapping or iterable of (tag, tensor). CUDA
         tensors: one launch sequence and one host copy per device, on ``stream``
-        (default: the current stream); this call never waits for the GPU."""
+        (default: the current stream); this call never waits for the GPU. ``group``:
+        see :meth:`add_histogram` (one collective for all tensors)."""
+        if group is not None:
+            from . import distributed
+
+            return distributed.add_histograms(self, named_tensors, global_step, walltime, bins, max_bins,
+                                              group=group, stream=stream)
         named = _histogram.describe_named(named_tensors)
         batches = self._start_batches(_histogram.launch(named, bins=bins, max_bins=max_bins, stream=stream))
         self._write_histogram_batches(batches, global_step, walltime)
 
     def add_module_histograms(self, module, global_step=None, walltime=None, parameters=True, gradients=True,
-                              prefix="", bins="tensorflow", max_bins=None, stream=None):
+                              prefix="", bins="tensorflow", max_bins=None, stream=None, group=None):
         """Histograms of every parameter (tag ``<prefix>parameters/<name>``) and every
         existing gradient (``<prefix>gradients/<name>``) of a ``torch.nn.Module``, all in
-        one call per device. Parameters without a gradient are skipped."""
-        named = []
-        for name, p in module.named_parameters():
-            if parameters:
-                named.append((f"{prefix}parameters/{name}", p))
-            if gradients and p.grad is not None:
-                named.append((f"{prefix}gradients/{name}", p.grad))
+        one call per device. Parameters without a gradient are skipped. A sharded module
+        (FSDP2 / DTensor parameters) needs ``group``: then every rank calls and the full
+        parameters are histogrammed with one collective; rank 0 of the group writes."""
+        named = module_named_tensors(module, parameters, gradients, prefix)
         if named:
-            self.add_histograms(named, global_step, walltime, bins=bins, max_bins=max_bins, stream=stream)
+            self.add_histograms(named, global_step, walltime, bins=bins, max_bins=max_bins, stream=stream,
+                                group=group)
+
+
+def module_named_tensors(module, parameters=True, gradients=True, prefix=""):
+    """[(tag, tensor)] of a module's parameters and existing gradients, tags
+    ``<prefix>parameters/<name>`` and ``<prefix>gradients/<name>``."""
+    named = []
+    for name, p in module.named_parameters():
+        if parameters:
+            named.append((f"{prefix}parameters/{name}", p))
+        if gradients and p.grad is not None:
+            named.append((f"{prefix}gradients/{name}", p.grad))
+    return named

@@ -559,6 +559,32 @@ class PRCurveAccumulator:
         copy.bad = st.bad.copy() if isinstance(st.bad, np.ndarray) else st.bad.clone()
         return PRCurve(copy, self.num_thresholds, self.num_classes is not None)
 
+    def sync(self, group=None):
+        """Sum the accumulated state over a torch.distributed ``group`` (default: the
+        world) in place, for sharded evaluation: afterwards every rank holds the curve of
+        the union of all ranks' batches. One all_reduce(SUM) of one packed buffer (counts,
+        or float64 sums, and the bad-value counters), on the state's device (gloo on CPU,
+        NCCL on CUDA, no host sync). Every rank must call it, with the same configuration;
+        a rank that saw no batch contributes zeros."""
+        import torch
+        import torch.distributed as dist
+
+        from . import distributed
+
+        group = distributed.resolve_group(True if group is None else group)
+        st = self._ensure_state()
+        values = st.values()
+        as_t = (lambda x: torch.from_numpy(x)) if isinstance(values, np.ndarray) else (lambda x: x)
+        v, bad = as_t(values), as_t(st.bad)
+        if st.weighted:  # sums and counters in one float64 buffer (counters exact below 2^53)
+            buf = torch.cat([v.reshape(-1), bad.to(torch.float64)])
+        else:
+            buf = torch.cat([v.reshape(-1), bad])
+        dist.all_reduce(buf, op=dist.ReduceOp.SUM, group=group)
+        v.reshape(-1).copy_(buf[:v.numel()])
+        bad.copy_(buf[v.numel():].to(bad.dtype))
+        return self
+
     def reset(self):
         self._state = None
         return self

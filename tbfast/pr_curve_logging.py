@@ -177,11 +177,18 @@ class PRCurveLogging(SummarySink):
         self._write_curve("add_pr_curves", tag, curves, lambda c: pr_curves_summary(tag, c, class_names),
                           global_step, walltime)
 
-    def add_pr_accumulator(self, tag, accumulator, global_step=None, class_names=None, walltime=None):
+    def add_pr_accumulator(self, tag, accumulator, global_step=None, class_names=None, walltime=None, group=None):
         """Write a :class:`tbfast.PRCurveAccumulator`'s curves: under ``tag`` when binary,
         else one per class under ``<tag>/<class name>``. Raises PRCurveValueError if any
         update saw bad values (the deferred check; for a CUDA accumulator on the writer's
-        next call). The state is snapshotted on its device now; later updates do not show."""
+        next call). The state is snapshotted on its device now; later updates do not show.
+        ``group`` (sharded evaluation): every rank calls; the accumulator is summed over
+        the group in place (:meth:`PRCurveAccumulator.sync`) and rank 0 writes."""
+        if group is not None:
+            from . import distributed
+
+            return distributed.add_pr_accumulator(self, tag, accumulator, global_step, class_names, walltime,
+                                                  group=group)
         curve = accumulator.snapshot()
 
         def pack(c):

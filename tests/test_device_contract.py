@@ -154,7 +154,7 @@ def test_batch_outputs_live_in_one_buffer():
     batches = H.launch(H.describe_named({"a": torch.randn(100), "b": torch.randn(50).double()}), bins=5)
     (b,) = batches
     out = b.job.out
-    assert out.buffer.size == 2 * 5 + 2 * 4 + 2 * 3  # counts, stats, non-finite counts: one allocation
+    assert out.buffer.size == 2 * 5 + 2 * 4 + 2 * 3 + 2  # counts, stats, non-finite counts, numel: one allocation
     assert np.shares_memory(out.counts, out.buffer) and np.shares_memory(out.stats, out.buffer)
     assert b.ready()
 
