@@ -241,7 +241,8 @@ class ScalarLogging:
         made by torch's own packer. Needs tensorboard (``pip install tbfast[tensorboard]``)."""
         from ._optional import torch_summary
 
-        self._write_summary(torch_summary("add_tensor").tensor_proto(tag, tensor).SerializeToString(), global_step, walltime)
+        summary = torch_summary("add_tensor").tensor_proto(tag, tensor)
+        self._write_summary(summary.SerializeToString(), global_step, walltime)
 
 
 def new_style_scalar_summary(tag, value, double_precision=False):
