@@ -89,9 +89,12 @@ int png_encode_cpu(const PngEncodeParams& p);
 // boundary: BFINAL is set when `final`, else the piece ends with an empty stored block.
 // Matches only reference bytes of the piece, at the distances in dists[0, num_dists)
 // (each in 1..32768, at most 8 of them). level: PngLevel. Writes at most deflate_piece_bound(n) bytes.
+// scratch: deflate_scratch_bytes(n) bytes, 8-byte aligned (the piece's matches); the
+// function allocates nothing, so it runs on worker threads without any failure path.
 int64_t deflate_piece(const uint8_t* data, int64_t n, const int32_t* dists, int num_dists, int32_t level, bool final,
-                      uint8_t* out);
+                      uint8_t* out, void* scratch);
 int64_t deflate_piece_bound(int64_t n);
+int64_t deflate_scratch_bytes(int64_t n);
 
 uint32_t adler32_update(uint32_t adler, const uint8_t* data, int64_t n);
 uint32_t adler32_combine(uint32_t a1, uint32_t a2, int64_t len2);

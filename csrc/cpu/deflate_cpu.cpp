@@ -5,10 +5,11 @@
 // the literals between them, build length-limited Huffman codes, then write. The block
 // type (dynamic, fixed or stored) is chosen from exact bit counts before writing, so a
 // piece is never larger than its stored form. Single-threaded: the caller runs pieces
-// in parallel.
+// in parallel. Allocates nothing: the matches live in memory the caller provides
+// (deflate_scratch_bytes), everything else on the stack, so a worker thread never meets
+// an allocation failure it could not report.
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -81,6 +82,18 @@ struct Match {
   int32_t dist;  // index into the piece's distance list
 };
 
+// The matches of one piece, in caller-provided memory: every match is at least
+// kMinRunNear long, so a piece of n bytes has at most n / kMinRunNear + 1 of them.
+struct Matches {
+  Match* data;
+  int64_t size = 0;
+  void clear() { size = 0; }
+  void push_back(const Match& m) { data[size++] = m; }
+  const Match* begin() const { return data; }
+  const Match* end() const { return data + size; }
+};
+int64_t max_matches(int64_t n) { return n / kMinRunNear + 1; }
+
 inline uint64_t load64(const uint8_t* p) {
   uint64_t v;
   memcpy(&v, p, 8);
@@ -137,7 +150,7 @@ inline uint32_t run_starts(const uint8_t* x, int64_t i, const int32_t* dists, co
 // min_run, the longest run over the distances (the first distance on ties) becomes a
 // match, and the scan resumes after it. The masks only flag real matches, so no
 // position is examined twice.
-void find_matches(const uint8_t* x, int64_t n, const int32_t* dists, int nd, std::vector<Match>& out) {
+void find_matches(const uint8_t* x, int64_t n, const int32_t* dists, int nd, Matches& out) {
   out.clear();
   int runs[8];
   for (int k = 0; k < nd; ++k) runs[k] = min_run(dists[k]);
@@ -187,8 +200,11 @@ void find_matches(const uint8_t* x, int64_t n, const int32_t* dists, int nd, std
 // if the longest code is too long, the frequencies are halved (kept >= 1) and the code
 // rebuilt, which flattens the tree. Fewer than two used symbols get two codes of
 // length 1 (symbols 0/1 added as needed), so every code is complete, as zlib requires.
+constexpr int kMaxSymbols = kNumLitLenFixed;  // the largest alphabet (n <= this)
+
 void huffman_lengths(const uint64_t* freq, int n, int max_bits, uint8_t* lens) {
-  std::vector<uint64_t> f(freq, freq + n);
+  uint64_t f[kMaxSymbols];
+  memcpy(f, freq, n * sizeof *f);
   int used = 0;
   for (int s = 0; s < n; ++s) used += f[s] > 0;
   for (int s = 0; used < 2 && s < n; ++s)
@@ -196,14 +212,16 @@ void huffman_lengths(const uint64_t* freq, int n, int max_bits, uint8_t* lens) {
       f[s] = 1;
       ++used;
     }
-  std::vector<int> order;
-  std::vector<uint64_t> a(used);
+  int order[kMaxSymbols];
+  uint64_t a[kMaxSymbols];
   for (;;) {
-    order.clear();
+    int m = 0;
     for (int s = 0; s < n; ++s)
-      if (f[s]) order.push_back(s);
-    std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return f[x] < f[y]; });
-    const int m = (int)order.size();
+      if (f[s]) order[m++] = s;
+    // stable by frequency: ties keep symbol order (std::sort, unlike stable_sort, never
+    // allocates: even a nothrow new throws inside libstdc++, which needs thread-local
+    // memory that a worker thread may fail to get)
+    std::sort(order, order + m, [&](int x, int y) { return f[x] < f[y] || (f[x] == f[y] && x < y); });
     for (int k = 0; k < m; ++k) a[k] = f[order[k]];
     // Phase 1: internal node weights; a[k] for k < next become parent indices.
     int leaf = 0, root = 0;
@@ -311,7 +329,7 @@ struct Symbols {
 
 // Symbol counts of a piece: literal bytes between matches go to four tables (one per
 // byte lane, hiding store-to-load latency), summed once at the end.
-void count_symbols(const uint8_t* x, int64_t n, const std::vector<Match>& matches, const int* dcode, Symbols& sym) {
+void count_symbols(const uint8_t* x, int64_t n, const Matches& matches, const int* dcode, Symbols& sym) {
   uint64_t h[4][256];
   memset(h, 0, sizeof h);
   auto literals = [&](int64_t a, int64_t b) {
@@ -342,7 +360,8 @@ struct DynamicHeader {
   int hlit, hdist, hclen;
   uint8_t cl_lens[kNumCodeLen];
   uint32_t cl_codes[kNumCodeLen];
-  std::vector<uint16_t> ops;  // symbol | extra value << 5
+  uint16_t ops[kNumLitLen + kNumDist];  // symbol | extra value << 5; each covers >= 1 length
+  int num_ops = 0;
   uint64_t bits;
 
   DynamicHeader(const uint8_t* lit_lens, const uint8_t* dist_lens) {
@@ -362,32 +381,34 @@ struct DynamicHeader {
       if (v == 0) {
         while (run >= 11) {
           int k = std::min(run, 138);
-          ops.push_back((uint16_t)(18 | (k - 11) << 5));
+          push_op((uint16_t)(18 | (k - 11) << 5));
           run -= k;
         }
         if (run >= 3) {
-          ops.push_back((uint16_t)(17 | (run - 3) << 5));
+          push_op((uint16_t)(17 | (run - 3) << 5));
           run = 0;
         }
       } else {
-        ops.push_back((uint16_t)v);
+        push_op((uint16_t)v);
         --run;
         while (run >= 3) {
           int k = std::min(run, 6);
-          ops.push_back((uint16_t)(16 | (k - 3) << 5));
+          push_op((uint16_t)(16 | (k - 3) << 5));
           run -= k;
         }
       }
-      while (run-- > 0) ops.push_back((uint16_t)v);
+      while (run-- > 0) push_op((uint16_t)v);
     }
-    for (uint16_t op : ops) cl_freq[op & 31]++;
+    for (int k = 0; k < num_ops; ++k) cl_freq[ops[k] & 31]++;
     huffman_lengths(cl_freq, kNumCodeLen, kMaxCodeLenBits, cl_lens);
     canonical_codes(cl_lens, kNumCodeLen, cl_codes);
     hclen = kNumCodeLen;
     while (hclen > 4 && !cl_lens[kCodeLenOrder[hclen - 1]]) --hclen;
     bits = 5 + 5 + 4 + 3 * (uint64_t)hclen;
-    for (uint16_t op : ops) bits += cl_lens[op & 31] + extra_bits(op & 31);
+    for (int k = 0; k < num_ops; ++k) bits += cl_lens[ops[k] & 31] + extra_bits(ops[k] & 31);
   }
+
+  void push_op(uint16_t op) { ops[num_ops++] = op; }
 
   static int extra_bits(int sym) { return sym == 16 ? 2 : sym == 17 ? 3 : sym == 18 ? 7 : 0; }
 
@@ -401,7 +422,8 @@ struct DynamicHeader {
       if (k % 16 == 15) w.flush();
     }
     w.flush();
-    for (uint16_t op : ops) {
+    for (int k = 0; k < num_ops; ++k) {
+      const uint16_t op = ops[k];
       int sym = op & 31;
       w.put_code(cl_codes[sym]);
       w.put((uint64_t)(op >> 5), extra_bits(sym));
@@ -439,7 +461,7 @@ void put_literals(BitWriter& w, const uint8_t* x, int64_t n, const uint32_t* lit
   w.flush();
 }
 
-void write_huffman_data(BitWriter& w, const uint8_t* x, int64_t n, const std::vector<Match>& matches, const int* dcode,
+void write_huffman_data(BitWriter& w, const uint8_t* x, int64_t n, const Matches& matches, const int* dcode,
                         const int32_t* dists, const uint8_t* lit_lens, const uint8_t* dist_lens) {
   uint32_t lit[kNumLitLenFixed], dist[kNumDist];
   canonical_codes(lit_lens, kNumLitLenFixed, lit);
@@ -504,10 +526,12 @@ const CrcTables kCrc;
 
 int64_t deflate_piece_bound(int64_t n) { return stored_size(n) + 5 + 16; }
 
+int64_t deflate_scratch_bytes(int64_t n) { return max_matches(n) * (int64_t)sizeof(Match); }
+
 int64_t deflate_piece(const uint8_t* x, int64_t n, const int32_t* dists, int nd, int32_t level, bool final,
-                      uint8_t* out) {
+                      uint8_t* out, void* scratch) {
   if (level == kPngStored || n == 0) return write_stored(x, n, final, out) - out;
-  std::vector<Match> matches;
+  Matches matches{static_cast<Match*>(scratch)};
   find_matches(x, n, dists, nd, matches);
   int dcode[kMaxDists];
   for (int k = 0; k < nd; ++k) dcode[k] = dist_code(dists[k]);

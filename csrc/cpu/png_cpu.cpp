@@ -259,20 +259,24 @@ int png_encode_cpu(const PngEncodeParams& p) {
   uint32_t last_crc = 0;  // CRC of the last chunk's type and body, before the Adler-32
   offset[0] = p.head_len;
   for (int64_t u = 0; u < units; ++u) offset[u + 1] = offset[u] + unit_capacity(f, u);
-  // per thread under kScratchBudgetBytes: the unit's filtered rows, the adaptive filter's
-  // candidate rows, and the matcher's list (a 16-byte match per 3 bytes at most, doubled
-  // by vector growth)
+  // Per thread: the unit's filtered rows, the adaptive filter's candidate rows and the
+  // matcher's list, together under kScratchBudgetBytes, all allocated here: the workers
+  // allocate nothing (a failure there could not be reported safely).
+  const int64_t match_bytes = p.level == kPngStored ? 0 : deflate_scratch_bytes(rows * rb);
+  const int64_t cand_bytes = f.filter == kFilterAdaptive ? 4 * f.row_bytes : 0;
   const int nt = threads_for_scratch(std::max(1, (int)std::min<int64_t>(f.num_threads, units)),
-                                     12.0 * rows * rb + 4.0 * f.row_bytes);
+                                     (double)rows * rb + (double)cand_bytes + (double)match_bytes);
   std::vector<uint8_t> zeros(f.row_bytes, 0);
   std::vector<std::vector<uint8_t>> filtered(nt), scratch(nt);
+  std::vector<std::vector<uint64_t>> matches(nt);  // uint64_t: 8-byte aligned
+  for (int t = 0; t < nt; ++t) {
+    filtered[t].resize(rows * rb);
+    scratch[t].resize(cand_bytes);
+    matches[t].resize((match_bytes + 7) / 8);
+  }
   parallel_items(units, nt, [&](int64_t u, int tid) {
     const int64_t r0 = u * rows, r1 = std::min(f.height, r0 + rows), n = (r1 - r0) * rb;
     auto& buf = filtered[tid];
-    if (buf.empty()) {
-      buf.resize(rows * rb);
-      if (f.filter == kFilterAdaptive) scratch[tid].resize(4 * f.row_bytes);
-    }
     filter_rows(f, r0, r1, buf.data(), zeros.data(), scratch[tid].data());
     uint8_t* dst = p.out + offset[u];
     int64_t len = 0;
@@ -280,7 +284,7 @@ int png_encode_cpu(const PngEncodeParams& p) {
       memcpy(dst + 8, kZlibHeader, sizeof kZlibHeader);
       len = sizeof kZlibHeader;
     }
-    len += deflate_piece(buf.data(), n, dists, nd, p.level, u == units - 1, dst + 8 + len);
+    len += deflate_piece(buf.data(), n, dists, nd, p.level, u == units - 1, dst + 8 + len, matches[tid].data());
     if (u < units - 1) {
       used[u] = finish_chunk(dst, len);
     } else {
