@@ -16,9 +16,10 @@ number of backward passes since ``watch``. Names are the model's own: the prefix
 DDP (``module.``), FSDP (``_fsdp_wrapped_module.``), activation checkpointing
 (``_checkpoint_wrapped_module.``) and ``torch.compile`` (``_orig_mod.``) add are removed.
 
-Sharded parameters (FSDP2's DTensors): each rank logs the histogram of its local shard
-(``to_local()``), since a histogram of the full tensor needs a reduction of the counts
-across ranks that add_histograms does not do yet.
+Sharded parameters (FSDP2's DTensors): with ``group`` (``True`` for the world, or a
+process group) every rank takes part in one collective and rank 0 writes the histograms of
+the full tensors (:func:`tbfast.distributed.add_histograms`; the writer may be None on the
+other ranks). Without ``group`` each rank logs the histogram of its local shard.
 """
 
 import weakref
@@ -51,9 +52,9 @@ class Watch:
     """What :func:`watch` installed on a model. ``steps``: backward passes counted so far;
     ``remove()`` (or :func:`unwatch`) takes the hook off."""
 
-    def __init__(self, model, writer, log, log_freq, prefix, bins, max_bins):
+    def __init__(self, model, writer, log, log_freq, prefix, bins, max_bins, group=None):
         self.writer, self.log, self.log_freq, self.prefix = writer, log, log_freq, prefix
-        self.bins, self.max_bins = bins, max_bins
+        self.bins, self.max_bins, self.group = bins, max_bins, group
         self.steps = 0
         self._model = weakref.ref(model)
         hooked = next((p for p in model.parameters() if p.requires_grad), None)
@@ -78,7 +79,7 @@ class Watch:
         if model is None:
             return
         params, grads = self.log in ("parameters", "all"), self.log in ("gradients", "all")
-        local = _local_shard()
+        local = _local_shard() if self.group is None else (lambda t: t)
         named = []
         for name, p in model.named_parameters():
             name = unwrapped_name(name)
@@ -88,7 +89,12 @@ class Watch:
                 named.append((f"{self.prefix}gradients/{name}", local(p.grad)))
         if not named:
             return
-        if hasattr(self.writer, "add_histograms"):
+        if self.group is not None:  # one collective; rank 0 of the group writes
+            from . import distributed
+
+            distributed.add_histograms(self.writer, named, step, bins=self.bins, max_bins=self.max_bins,
+                                       group=self.group)
+        elif hasattr(self.writer, "add_histograms"):
             self.writer.add_histograms(named, step, bins=self.bins, max_bins=self.max_bins)
         else:  # a torch / tensorboardX writer: one call (and one host copy) per tensor
             for tag, t in named:
@@ -101,15 +107,15 @@ class Watch:
             del _watches[model]
 
 
-def watch(model, writer, log="gradients", log_freq=100, prefix="", bins="tensorflow", max_bins=None):
+def watch(model, writer, log="gradients", log_freq=100, prefix="", bins="tensorflow", max_bins=None, group=None):
     """Log histograms of ``model``'s gradients (``log="gradients"``), parameters
     (``"parameters"``) or both (``"all"``) every ``log_freq`` backward passes.
 
     model: a ``torch.nn.Module`` (plain, DDP- or FSDP-wrapped, compiled); writer: a
     :class:`tbfast.SummaryWriter` (one fused ``add_histograms`` call per logging step), or
     a torch / tensorboardX writer (one ``add_histogram`` per tensor, on the host);
-    bins / max_bins as in ``add_histogram``. See the module
-    docstring for what a step is. Watching a model again replaces the earlier watch.
+    bins / max_bins as in ``add_histogram``; group: histograms of the full tensors of a
+    sharded model, rank 0 writing (see the module docstring, also for what a step is). Watching a model again replaces the earlier watch.
     Returns the :class:`Watch`. Raises ValueError for a bad ``log`` or ``log_freq``, or a
     model without trainable parameters.
     """
@@ -117,10 +123,11 @@ def watch(model, writer, log="gradients", log_freq=100, prefix="", bins="tensorf
         raise ValueError(f"log must be one of {', '.join(map(repr, _LOG))}, got {log!r}")
     if isinstance(log_freq, bool) or not isinstance(log_freq, int) or log_freq < 1:
         raise ValueError(f"log_freq must be an int >= 1, got {log_freq!r}")
-    if not (hasattr(writer, "add_histograms") or hasattr(writer, "add_histogram")):
+    if not (hasattr(writer, "add_histograms") or hasattr(writer, "add_histogram") or
+            (writer is None and group is not None)):
         raise TypeError(f"writer must be a SummaryWriter (tbfast, torch or tensorboardX), got {type(writer).__name__}")
     unwatch(model)
-    w = _watches[model] = Watch(model, writer, log, log_freq, prefix, bins, max_bins)
+    w = _watches[model] = Watch(model, writer, log, log_freq, prefix, bins, max_bins, group)
     return w
 
 

@@ -171,6 +171,22 @@ DDP_SCRIPT = textwrap.dedent('''
             ref.add_histogram(f"gradients/{name}", p.grad.to_local(), 1)
         ours.close()
         ref.close()
+
+        # FSDP2 with group=True: histograms of the full tensors, written by rank 0 only
+        tbfast.unwatch(model)
+        ours = tbfast.SummaryWriter(os.path.join(logdir, "full", "ours")) if rank == 0 else None
+        ref = SummaryWriter(os.path.join(logdir, "full", "torch")) if rank == 0 else None
+        tbfast.watch(model, ours, log="all", log_freq=1, group=True)
+        model.zero_grad()
+        model(torch.randn(6, 8, generator=g)).pow(2).mean().backward()
+        for name, p in model.named_parameters():
+            full_p, full_g = p.full_tensor(), p.grad.full_tensor()  # collectives: every rank
+            if rank == 0:
+                ref.add_histogram(f"parameters/{name}", full_p, 1)
+                ref.add_histogram(f"gradients/{name}", full_g, 1)
+        if rank == 0:
+            ours.close()
+            ref.close()
         dist.destroy_process_group()
 
     if __name__ == "__main__":
@@ -203,3 +219,6 @@ def test_watch_ddp_and_fsdp2_two_processes_gloo(tmp_path):
         ours = values_by_tag(tmp_path / "logs" / f"rank{r}" / "ours_fsdp")
         assert_same_histograms(ours, values_by_tag(tmp_path / "logs" / f"rank{r}" / "torch_fsdp"))
         assert len(ours) == 8
+    full = values_by_tag(tmp_path / "logs" / "full" / "ours")
+    assert_same_histograms(full, values_by_tag(tmp_path / "logs" / "full" / "torch"))
+    assert len(full) == 8 and full["parameters/0.weight"][0][1].histo.num == 16 * 8
