@@ -8,6 +8,7 @@ tensorboardX writer; :func:`watch` a model's parameter and gradient histograms.
 are available and why not.
 """
 
+from . import distributed
 from .accelerate import accelerate
 from .backends import BackendUnavailable
 from .histogram import HistogramResult, default_edges, histogram, histograms
@@ -22,5 +23,5 @@ __version__ = "0.1.0"
 __all__ = [
     "accelerate", "BackendUnavailable", "HistogramResult", "default_edges", "histogram", "histograms",
     "image_grid", "encode_png", "PRCurve", "PRCurveAccumulator", "PRCurveValueError", "pr_curve",
-    "SummaryWriter", "watch", "unwatch", "__version__",
+    "SummaryWriter", "watch", "unwatch", "distributed", "__version__",
 ]

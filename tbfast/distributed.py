@@ -101,9 +101,11 @@ def _all_gather(buffer, group):
 
     dist = _dist()
     world = dist.get_world_size(group)
-    out = torch.empty((world,) + tuple(buffer.shape), dtype=buffer.dtype, device=buffer.device)
-    dist.all_gather_into_tensor(out, buffer.contiguous(), group=group)
-    return out
+    flat = buffer.contiguous().reshape(-1)
+    out = torch.empty(world * flat.numel(), dtype=buffer.dtype, device=buffer.device)  # gloo wants it flat
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    gather(out, flat, group=group)
+    return out.reshape((world,) + tuple(buffer.shape))
 
 
 def global_ranges(descs, group, device):
@@ -178,11 +180,11 @@ def add_histograms(writer, named_tensors, global_step=None, walltime=None, bins=
                    group=True, stream=None):
     """Histograms of the full logical tensors (see the module rules); every rank calls,
     rank 0 of ``group`` (default: the world) writes with ``writer``."""
-    from . import histogram as H
+    from .histogram import launch
     from .histogram_logging import HistogramLogging
 
     group = resolve_group(group)
-    batches = H.launch(describe_local(named_tensors), bins=bins, max_bins=max_bins, stream=stream, group=group)
+    batches = launch(describe_local(named_tensors), bins=bins, max_bins=max_bins, stream=stream, group=group)
     if _check_writer(writer, group):
         HistogramLogging._start_batches(batches)
         writer._write_histogram_batches(batches, global_step, walltime)

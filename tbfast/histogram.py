@@ -168,7 +168,7 @@ class HistogramJob:
 
     __slots__ = ("descs", "spec", "device_type", "device_index", "stream", "torch_stream", "out")
 
-    def __init__(self, descs, spec, device_type, device_index=None, stream=None, rows=None):
+    def __init__(self, descs, spec, device_type, device_index=None, stream=None):
         self.descs, self.spec = descs, spec
         self.device_type, self.device_index = device_type, device_index
         self.stream = self.torch_stream = None
@@ -179,7 +179,7 @@ class HistogramJob:
             if self.torch_stream.cuda_stream != current.cuda_stream:
                 for d in descs:  # the inputs are read on another stream than they were made on
                     d.owner.record_stream(self.torch_stream)
-        T, B = len(descs) if rows is None else rows, spec.num_bins
+        T, B = len(descs), spec.num_bins
         with _device.StreamScope(self):
             self.out = _device.Packed([("counts", (T, B), "i8"), ("stats", (T, 4), "f8"), ("nonfinite", (T, 3), "i8"),
                                        ("numel", (T,), "i8")], device_type, device_index, self.torch_stream)
@@ -610,9 +610,7 @@ def launch(named_descs, bins="tensorflow", max_bins=None, backend=None, stream=N
         raise ValueError(f"histograms with group=: every tensor must be on one device, got {sorted(groups)}")
     batches = []
     for (device, index), items in groups.items():
-        items = [it for it in items if it[1].numel] + [it for it in items if not it[1].numel]  # empty parts last
         descs = [d for _, d in items]
-        full = [d for d in descs if d.numel]
         spec = _resolve_bins(bins, descs)
         kernel_spec = spec
         if group is not None:
@@ -622,12 +620,16 @@ def launch(named_descs, bins="tensorflow", max_bins=None, backend=None, stream=N
                 from . import distributed
 
                 dev = "cpu" if device == "cpu" else f"cuda:{index}"
-                ranges = distributed.global_ranges(descs, group, dev)
-                kernel_spec = BinSpec(UNIFORM, spec.num_bins, ranges=ranges[:len(full)])
-        job = HistogramJob(full, kernel_spec, device, index, stream, rows=len(descs))
-        used = backends.dispatch("histogram", job, backend) if full else "none"
-        if len(full) < len(descs):
-            _fill_empty_rows(job.out, len(full))
+                kernel_spec = BinSpec(UNIFORM, spec.num_bins, ranges=distributed.global_ranges(descs, group, dev))
+        job = HistogramJob(descs, kernel_spec, device, index, stream)
+        full = [i for i, d in enumerate(descs) if d.numel]
+        if len(full) == len(descs):
+            used = backends.dispatch("histogram", job, backend)
+        elif full:  # empty local parts (group=): the kernels run on the others, rows keep their order on every rank
+            used = _dispatch_rows(job, full, backend)
+        else:  # nothing local at all: this rank only takes part in the reduction
+            _fill_empty_rows(job.out, 0)
+            used = "none"
         numels = [d.numel for d in descs]
         if group is not None:
             from . import distributed
@@ -637,6 +639,25 @@ def launch(named_descs, bins="tensorflow", max_bins=None, backend=None, stream=N
             numels = None  # global element counts: read from the reduced buffer
         batches.append(HistogramBatch([n for n, _ in items], job, used, max_bins, spec=spec, numels=numels))
     return batches
+
+
+def _dispatch_rows(job, rows, backend):
+    """Run the backend on the tensors at ``rows`` only and place their outputs there; the
+    other rows get empty results."""
+    spec = job.spec
+    if spec.mode == UNIFORM:
+        ranges = spec.ranges[rows] if not _tensor.is_torch_tensor(spec.ranges) else spec.ranges[
+            _device.to_device(np.array(rows, dtype=np.int64), spec.ranges.device)]
+        spec = BinSpec(UNIFORM, spec.num_bins, ranges=ranges)
+    sub = HistogramJob([job.descs[i] for i in rows], spec, job.device_type, job.device_index, job.stream)
+    used = backends.dispatch("histogram", sub, backend)
+    out = job.out
+    _fill_empty_rows(out, 0)
+    with _device.StreamScope(job):
+        idx = rows if out.device_type == "cpu" else _device.to_device(np.array(rows, dtype=np.int64), out.buffer.device)
+        for name in ("counts", "stats", "nonfinite"):
+            getattr(out, name)[idx] = getattr(sub.out, name)
+    return used
 
 
 def _fill_empty_rows(out, start):
@@ -682,16 +703,27 @@ def histogram(values, bins="tensorflow", max_bins=None, backend=None, stream=Non
     return _results(named, launch(named, bins, max_bins, backend, stream))["values"]
 
 
-def histograms(named_tensors, bins="tensorflow", max_bins=None, backend=None, stream=None):
+def histograms(named_tensors, bins="tensorflow", max_bins=None, backend=None, stream=None, group=None):
     """Histograms of many tensors at once (a model's parameters and gradients).
 
     named_tensors: a mapping or an iterable of (name, tensor) pairs, e.g.
     ``model.named_parameters()``; tensors of mixed sizes, dtypes and devices. All tensors
     on one device go through one backend call. Returns ``{name: HistogramResult}`` in
     input order. Raises ValueError naming the first empty tensor or duplicate name.
+
+    group: a torch.distributed group (True: the world). Every rank calls with the same
+    names; each result is the histogram of the full logical tensor (DTensor shards, or
+    every rank's part of a plain tensor), reduced with one collective, the same on every
+    rank. See tbfast/distributed.py for the rules.
     """
-    named = describe_named(named_tensors)
-    results = _results(named, launch(named, bins, max_bins, backend, stream))
+    if group is not None:
+        from . import distributed
+
+        named = distributed.describe_local(named_tensors)
+        group = distributed.resolve_group(group)
+    else:
+        named = describe_named(named_tensors)
+    results = _results(named, launch(named, bins, max_bins, backend, stream, group))
     return {name: results[name] for name, _ in named}
 
 

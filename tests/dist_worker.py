@@ -1,0 +1,105 @@
+"""Worker for tests/test_distributed.py: ``python dist_worker.py WORLD PORT OUTDIR`` spawns
+WORLD gloo processes on 127.0.0.1 that run every distributed case and pickle their
+results to OUTDIR/rank<r>.pkl; rank 0 also writes event files under OUTDIR/runs."""
+
+import os
+import pickle
+import sys
+
+import torch
+import torch.distributed as dist
+
+SEED = 1234
+
+
+def full_tensors():
+    """The logical tensors every case shards (same on every rank: seeded)."""
+    g = torch.Generator().manual_seed(SEED)
+    a = torch.randn(13, 7, generator=g) * 3  # uneven over 2 and 4 ranks
+    a[2, 3] = float("nan")
+    a[5, 1] = float("inf")
+    return {
+        "a": a,
+        "b": (torch.randn(6, 10, generator=g) * 100).to(torch.bfloat16),
+        "small": torch.randn(3, 5, generator=g),  # fewer rows than 4 ranks: an empty local shard
+        "ints": torch.randint(-50, 50, (40,), generator=g, dtype=torch.int32),
+    }
+
+
+def hist_rows(results):
+    out = {}
+    for name, r in results.items():
+        counts, limits, stats, nonfinite = r.host()
+        out[name] = (counts.tolist(), limits.tolist(), stats.tolist(), nonfinite.tolist(), r.num)
+    return out
+
+
+def run(rank, world, port, outdir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    import tbfast
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    res = {}
+    mesh = init_device_mesh("cpu", (world,))
+    full = full_tensors()
+    for placement, key in ((Shard(0), "shard0"), (Shard(1), "shard1"), (Replicate(), "replicate")):
+        named = {n: distribute_tensor(t, mesh, [Shard(min(placement.dim, t.dim() - 1))]
+                                      if isinstance(placement, Shard) else [placement]) for n, t in full.items()}
+        for bins in ("tensorflow", 17, [-5.0, -1.0, 0.0, 0.5, 2.0, 40.0]):
+            res[(key, str(bins))] = hist_rows(tbfast.histograms(named, bins=bins, group=True))
+    if world % 2 == 0:  # a 2-D mesh: sharded along one dim, replicated along the other
+        mesh2 = init_device_mesh("cpu", (2, world // 2))
+        named = {n: distribute_tensor(t, mesh2, [Replicate(), Shard(0)]) for n, t in full.items()}
+        res[("mesh2d", "tensorflow")] = hist_rows(tbfast.histograms(named, group=True))
+
+    # plain tensors with a group: every rank's part of the data is added up
+    part = torch.arange(rank * 10, rank * 10 + 10, dtype=torch.float32)
+    res[("parts", "5")] = hist_rows(tbfast.histograms({"part": part}, bins=5, group=True))
+
+    # FSDP2 on CPU: parameters and gradients through the writer; rank 0 writes
+    from torch.distributed.fsdp import fully_shard
+
+    torch.manual_seed(SEED)
+    model = torch.nn.Sequential(torch.nn.Linear(9, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
+    fully_shard(model, mesh=mesh)
+    x = torch.randn(4, 9, generator=torch.Generator().manual_seed(rank))
+    model(x).sum().backward()
+    writer = tbfast.SummaryWriter(os.path.join(outdir, "runs", "fsdp")) if rank == 0 else None
+    tbfast.distributed.add_module_histograms(writer, model, 1, group=True)
+    tbfast.distributed.add_module_histograms(writer, model, 2, bins=11, group=True)
+    if writer is not None:
+        writer.close()
+    res["fsdp_full"] = {n: p.full_tensor().detach().clone() for n, p in model.named_parameters()}
+    res["fsdp_grads"] = {n: p.grad.full_tensor().detach().clone() for n, p in model.named_parameters()}
+
+    # sharded evaluation: each rank holds a part of the predictions
+    g = torch.Generator().manual_seed(SEED)
+    n = 1001
+    preds, labels, weights = torch.rand(n, 5, generator=g), torch.randint(0, 5, (n,), generator=g), torch.rand(n, generator=g)
+    lo, hi = rank * n // world, (rank + 1) * n // world
+    for weighted in (False, True):
+        acc = tbfast.PRCurveAccumulator(31, num_classes=5)
+        for s in range(lo, hi, 97):  # several batches per rank
+            e = min(s + 97, hi)
+            acc.update(preds[s:e], labels[s:e], weights[s:e] if weighted else None)
+        acc.sync()
+        res[("pr", weighted)] = acc.compute().data
+    acc = tbfast.PRCurveAccumulator(21)
+    acc.update(preds[lo:hi, 0], (labels[lo:hi] == 0).long())
+    w = tbfast.SummaryWriter(os.path.join(outdir, "runs", "pr")) if rank == 0 else None
+    tbfast.distributed.add_pr_accumulator(w, "val/pr", acc, 3)
+    if w is not None:
+        w.close()
+    with open(os.path.join(outdir, f"rank{rank}.pkl"), "wb") as f:
+        pickle.dump(res, f)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    import torch.multiprocessing as mp
+
+    world, port, outdir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    mp.spawn(run, args=(world, port, outdir), nprocs=world, join=True)
