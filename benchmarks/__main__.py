@@ -16,7 +16,7 @@ import time
 
 from . import harness
 
-SUITES = ("histogram", "pr_curve", "image", "gpu")
+SUITES = ("histogram", "pr_curve", "image", "distributed", "gpu")
 
 
 def _targets(rows):

@@ -110,24 +110,16 @@ def _all_gather(buffer, group):
 
 def global_ranges(descs, group, device):
     """Per-tensor (first, last) of numpy's bins=int range rule over the finite values of
-    every rank's part, as a float64 tensor [T, 2] on ``device``: local min/max with torch
-    ops (no host sync), one all_reduce(MAX) of (-min, max)."""
+    every rank's part, as a float64 tensor [T, 2] on ``device``: local finite min/max
+    (tbfast.histogram.local_minmax, no host sync), one all_reduce(MAX) of (-min, max)."""
     import torch
 
-    dist = _dist()
-    inf = float("inf")
-    mm = torch.empty((len(descs), 2), dtype=torch.float64, device=device)
-    for t, d in enumerate(descs):
-        x = _torch_view(d.flat_owner())
-        x = x.to(torch.float64) if x.dtype != torch.float64 else x
-        fin = torch.isfinite(x)
-        mm[t, 0] = -torch.where(fin, x, torch.full((), inf, dtype=torch.float64, device=device)).amin() \
-            if d.numel else -inf
-        mm[t, 1] = torch.where(fin, x, torch.full((), -inf, dtype=torch.float64, device=device)).amax() \
-            if d.numel else -inf
-    dist.all_reduce(mm, op=dist.ReduceOp.MAX, group=group)
-    from .histogram import _torch_auto_range
+    from .histogram import _torch_auto_range, local_minmax
 
+    dist = _dist()
+    mm = local_minmax(descs, device)
+    mm[:, 0].neg_()
+    dist.all_reduce(mm, op=dist.ReduceOp.MAX, group=group)
     first, last = _torch_auto_range(-mm[:, 0], mm[:, 1])
     return torch.stack([first, last], dim=1)
 

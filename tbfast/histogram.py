@@ -210,8 +210,8 @@ def _native_cpu(job):
                 mode=spec.mode, num_bins=B, edges=edges_ptr, lookup=lookup_ptr, ranges=ranges_ptr,
                 counts=out.counts.ctypes.data, stats=out.stats.ctypes.data, nonfinite=out.nonfinite.ctypes.data,
                 num_threads=_native.num_threads())
-    if spec.mode == UNIFORM_AUTO:
-        mod.histogram(**args, stats_only=True, with_stats=True)  # min/max first: they set the range
+    if spec.mode != EDGES:  # statistics in their own (vectorised) pass; for UNIFORM_AUTO they set the range
+        mod.histogram(**args, stats_only=True, with_stats=True)
         mod.histogram(**args, stats_only=False, with_stats=False)
     else:
         mod.histogram(**args, stats_only=False, with_stats=True)
@@ -658,6 +658,38 @@ def _dispatch_rows(job, rows, backend):
         for name in ("counts", "stats", "nonfinite"):
             getattr(out, name)[idx] = getattr(sub.out, name)
     return used
+
+
+def local_minmax(descs, device):
+    """Finite (min, max) of each descriptor as a float64 tensor [T, 2] on ``device``
+    ((inf, -inf) when nothing is finite), without a host sync: the native CPU stats pass
+    on the host, torch ops on a GPU."""
+    import torch
+
+    mod, _ = _native.cpu()
+    if device == "cpu" and mod is not None:
+        stats = np.empty((len(descs), 4), np.float64)
+        nonfinite = np.empty((len(descs), 3), np.int64)
+        data = np.array([d.ptr for d in descs], dtype=np.uint64)
+        numels = np.array([d.numel for d in descs], dtype=np.int64)
+        codes = np.array([d.dtype for d in descs], dtype=np.int32)
+        if len(descs):
+            mod.histogram(num_tensors=len(descs), data=data.ctypes.data, numels=numels.ctypes.data,
+                          dtypes=codes.ctypes.data, mode=UNIFORM_AUTO, num_bins=1, edges=0, lookup=0, ranges=0,
+                          counts=0, stats=stats.ctypes.data, nonfinite=nonfinite.ctypes.data, stats_only=True,
+                          with_stats=True, num_threads=_native.num_threads())
+        return torch.from_numpy(np.ascontiguousarray(stats[:, :2]))
+    mm = torch.empty((len(descs), 2), dtype=torch.float64, device=device)
+    inf = torch.full((), math.inf, dtype=torch.float64, device=device)
+    for t, d in enumerate(descs):
+        if not d.numel:
+            mm[t, 0], mm[t, 1] = math.inf, -math.inf
+            continue
+        x = _torch_float64(d, torch.device(device))
+        fin = torch.isfinite(x)
+        mm[t, 0] = torch.where(fin, x, inf).amin()
+        mm[t, 1] = torch.where(fin, x, -inf).amax()
+    return mm
 
 
 def _fill_empty_rows(out, start):
