@@ -51,6 +51,10 @@ TARGETS = [
      "tbfast.histogram (device time)", 1000, "GPU 2^28 f32 vs torch add_histogram (extrap.)"),
     ("gpu", "2^28 float32, default bins", "device-to-device copy (floor)", "tbfast.histogram (device time)", 1,
      "GPU 2^28 f32: copy time / histogram time"),
+    ("gpu", "multiclass PR N=1e7 C=100 T=201", "torchmetrics MulticlassPrecisionRecallCurve (1e6 x10, extrapolated)",
+     "tbfast.pr_curve (device time)", 100, "GPU multiclass PR vs torchmetrics (extrap.)"),
+    ("gpu", "add_images 64x3x256x256 float32", "torch add_images (until written)", "tbfast add_images (until written)",
+     1, "GPU add_images vs torch"),
 ]
 
 
@@ -61,6 +65,8 @@ def _floor_targets(rows):
     for r in rows:
         if r["suite"] == "gpu" and r["impl"] == "tbfast.histograms (device time)" and "vs_copy" in r:
             out.append(("GPU model params+grads: histogram / copy time", r["vs_copy"], 2.0))
+        if r["suite"] == "gpu" and r["impl"] == "tbfast.pr_curve (device time)" and "vs_copy" in r:
+            out.append((f"GPU PR / read time ({r['case'][:28]})", r["vs_copy"], 2.0))
         if r["suite"] == "gpu" and r["impl"].endswith("syncs/launches"):
             out.append((f"GPU host syncs: {r['impl'].split(' syncs')[0]} ({r['case'][:24]})", r["host_syncs"], 0))
     return out

@@ -201,5 +201,110 @@ def run(ctx):
     tl, _ = _host_time(torch_loop, repeat=1, warmup=0)
     ctx.record(SUITE, case, "torch add_histogram loop (extrapolated from 4 tensors)", tl / frac,
                vs_copy=round(tl / frac / copy, 1), extrapolated=True)
+    _pr_curves(ctx, ws, step)
+    _images(ctx, ws, step)
     for w in ws.values():
         w.close()
+
+
+def _peak_extra_memory(fn):
+    """Peak device memory (bytes) allocated by fn() beyond what was allocated before."""
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
+def _pr_curves(ctx, ws, step):
+    """Binary N=10^8 and multi-class N=10^7 x C=100 PR curves against torch's writer,
+    torchmetrics and the read-once floor (a copy of the predictions and labels)."""
+    try:
+        import torchmetrics.classification as tmc
+    except ImportError:
+        tmc = None
+        print("  torchmetrics not importable: its rows are skipped")
+    n = 10 ** 8
+    preds = torch.rand(n, device="cuda")
+    labels = torch.rand(n, device="cuda") < 0.3
+    p2, l2 = torch.empty_like(preds), torch.empty_like(labels)
+    copy, _ = _device_time(lambda: (p2.copy_(preds), l2.copy_(labels)), repeat=5)
+    for T in (127, 10001):
+        case = f"binary PR N=1e8 f32, bool labels, T={T}"
+        ctx.record(SUITE, case, "copy of predictions + labels (floor)", copy)
+        t, _ = _device_time(lambda: tbfast.pr_curve(labels, preds, T), repeat=5)
+        ctx.record(SUITE, case, "tbfast.pr_curve (device time)", t, vs_copy=round(t / copy, 2))
+        call = _call_time(lambda: ws["tbfast"].add_pr_curve("pr", labels, preds, 0, num_thresholds=T), repeat=5)
+        ctx.record(SUITE, case, "tbfast add_pr_curve (call, no wait)", call)
+        syncs, launches = _syncs_and_launches(lambda: ws["tbfast"].add_pr_curve("pr", labels, preds, 0,
+                                                                                num_thresholds=T))
+        ctx.record(SUITE, case, "tbfast add_pr_curve syncs/launches", 0.0, host_syncs=syncs, launches=launches)
+        sub = 10 ** 7  # torch's writer on the CPU, measured on 10^7 and scaled by 10, labelled
+        tt, _ = _host_time(lambda: ws["torch"].add_pr_curve("pr", labels[:sub], preds[:sub], 0,
+                                                            num_thresholds=min(T, 127)), repeat=1, warmup=0)
+        ctx.record(SUITE, case, "torch add_pr_curve (1e7 x10, extrapolated; T capped at 127)", 10 * tt,
+                   extrapolated=True)
+        if tmc is not None:
+            m = tmc.BinaryPrecisionRecallCurve(thresholds=T).cuda()
+            size = n if T <= 127 else 10 ** 6
+            scale = n // size
+
+            def tm():
+                m.reset()
+                m.update(preds[:size], labels[:size].long())
+                m.compute()
+
+            tt, _ = _host_time(tm, repeat=1, warmup=1)
+            label = "torchmetrics BinaryPrecisionRecallCurve" + (f" (1e6 x{scale}, extrapolated)" if scale > 1 else "")
+            ctx.record(SUITE, case, label, tt * scale, extrapolated=scale > 1)
+    del preds, labels, p2, l2
+
+    n, C, T = 10 ** 7, 100, 201
+    case = f"multiclass PR N=1e7 C=100 T={T}"
+    g = torch.Generator(device="cuda").manual_seed(0)
+    preds = torch.rand(n, C, device="cuda", generator=g)
+    labels = torch.randint(0, C, (n,), device="cuda", generator=g)
+    p2, l2 = torch.empty_like(preds), torch.empty_like(labels)
+    copy, _ = _device_time(lambda: (p2.copy_(preds), l2.copy_(labels)), repeat=5)
+    del p2, l2
+    ctx.record(SUITE, case, "copy of predictions + labels (floor)", copy)
+    t, _ = _device_time(lambda: tbfast.pr_curve(labels, preds, T, mode="multiclass"), repeat=5)
+    ctx.record(SUITE, case, "tbfast.pr_curve (device time)", t, vs_copy=round(t / copy, 2))
+    acc = tbfast.PRCurveAccumulator(T, num_classes=C)
+    acc.update(preds[:1000], labels[:1000])
+    extra = _peak_extra_memory(lambda: acc.update(preds, labels))
+    ctx.record(SUITE, case, "PRCurveAccumulator.update peak extra memory", 0.0, peak_extra_mb=round(extra / 2**20, 2),
+               state_mb=round(C * T * 2 * 8 / 2**20, 2))
+    sub = 10 ** 6  # torch: one add_pr_curve per class, 2 classes on 1e6, scaled, labelled
+    tt, _ = _host_time(lambda: [ws["torch"].add_pr_curve(f"c{c}", labels[:sub] == c, preds[:sub, c], 0)
+                                for c in range(2)], repeat=1, warmup=0)
+    ctx.record(SUITE, case, "torch add_pr_curve x100 (2 classes on 1e6, extrapolated)", tt * 50 * 10,
+               extrapolated=True)
+    if tmc is not None:
+        m = tmc.MulticlassPrecisionRecallCurve(num_classes=C, thresholds=T).cuda()
+        size = 10 ** 6
+
+        def tm():
+            m.reset()
+            m.update(preds[:size], labels[:size])
+            m.compute()
+
+        tm()
+        extra = _peak_extra_memory(tm)
+        tt, _ = _host_time(tm, repeat=1, warmup=0)
+        ctx.record(SUITE, case, "torchmetrics MulticlassPrecisionRecallCurve (1e6 x10, extrapolated)", tt * 10,
+                   extrapolated=True, peak_extra_mb_at_1e6=round(extra / 2**20, 1))
+
+
+def _images(ctx, ws, step):
+    x = torch.rand(64, 3, 256, 256, device="cuda")
+    case = "add_images 64x3x256x256 float32"
+    t, _ = _host_time(lambda: (ws["tbfast"].add_images("imgs", x, 0), ws["tbfast"].flush()), repeat=3)
+    ctx.record(SUITE, case, "tbfast add_images (until written)", t)
+    call = _call_time(lambda: ws["tbfast"].add_images("imgs", x, 0), repeat=5)
+    ctx.record(SUITE, case, "tbfast add_images (call, no wait)", call)
+    tt, _ = _host_time(lambda: (ws["torch"].add_images("imgs", x, 0), ws["torch"].flush()), repeat=3)
+    ctx.record(SUITE, case, "torch add_images (until written)", tt)
+    g, _ = _device_time(lambda: tbfast.image_grid(x, nrow=8, padding=0), repeat=10)
+    ctx.record(SUITE, case, "tbfast.image_grid (device time)", g)

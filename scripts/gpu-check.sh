@@ -3,9 +3,10 @@
 # H100/H200 lent for minutes). Uses the machine's python3 and its torch; installs nothing.
 #   1. builds tbfast in place with the CUDA module (TBFAST_CUDA=on; TBFAST_CUDA_ARCHS
 #      defaults to the visible GPU's compute capability);
-#   2. runs every CUDA test: parity with the CPU native backend on the battery, every
-#      backend on the device axis, determinism, many tensors, streams, no host sync in any
-#      writer method (set_sync_debug_mode("error")), the Numba CUDA kernels on the device;
+#   2. runs every CUDA test: parity with the CPU native backend on the battery (histograms,
+#      PR curves, image grids), every backend on the device axis, determinism, many
+#      tensors, streams, no host sync in any writer method (set_sync_debug_mode("error")),
+#      accelerate() on CUDA input, the Numba CUDA kernels on the device;
 #   3. runs the GPU benchmark suite and writes JSON and Markdown naming the GPU.
 # Usage: scripts/gpu-check.sh [OUT_DIR]   (default: $OUT, else benchmarks/out/gpu)
 # Output (at most 8 files): env.txt, build.log, tests.log, bench.log, <date>-gpu-<gpu>.{json,md}
@@ -33,6 +34,7 @@ fi
 say "CUDA tests"
 TBFAST_TEST_NUMBA_CUDA=device timeout 330 "$PY" -m pytest -q -p no:cacheprovider -rs --durations=10 \
   tests/test_gpu.py tests/test_device_contract.py tests/test_histogram.py tests/test_histogram_numba_cuda.py \
+  tests/test_pr_curve_numba_cuda.py tests/test_image_grid_numba_cuda.py tests/test_accelerate.py \
   -k "cuda or gpu or stream or sync or writer" 2>&1 | tee "$out/tests.log" | tail -25
 [ "${PIPESTATUS[0]}" -eq 0 ] || { status=1; say "TESTS FAILED (see tests.log)"; }
 

@@ -151,3 +151,108 @@ def test_too_many_bins_on_cuda_surfaces_on_the_next_call(tmp_path):
         w.flush()
     w.add_scalar("after", 1.0, 0)  # the writer keeps working
     w.close()
+
+
+# ---- PR curves and image grids on the GPU -------------------------------------------------
+
+PR_MODES = [("binary", False), ("multiclass", False), ("multiclass", True), ("multilabel", True)]
+
+
+def _pr_data(mode, logits, n=20000, c=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if mode == "binary":
+        return torch.randint(0, 2, (n,), generator=g).bool(), torch.rand(n, generator=g), torch.rand(n, generator=g)
+    preds = torch.randn(n, c, generator=g) * 2 if logits else torch.rand(n, c, generator=g)
+    labels = torch.randint(0, c, (n,), generator=g) if mode == "multiclass" else torch.randint(0, 2, (n, c),
+                                                                                                generator=g)
+    return labels, preds, torch.rand(n, generator=g)
+
+
+@pytest.mark.parametrize("mode,logits", PR_MODES)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("pred_dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
+def test_pr_curve_cuda_equals_cpu_native(backend, pred_dtype, weighted, mode, logits):
+    require_backend("pr_curve", backend, "cuda")
+    labels, preds, weights = _pr_data(mode, logits)
+    preds = preds.to(pred_dtype)
+    w = weights if weighted else None
+    for num_thresholds in (2, 127, 10001):
+        cpu = tbfast.pr_curve(labels, preds, num_thresholds, w, mode=mode, logits=logits, backend="native")
+        gpu = tbfast.pr_curve(labels.cuda(), preds.cuda(), num_thresholds, None if w is None else w.cuda(),
+                              mode=mode, logits=logits, backend=backend)
+        if weighted:
+            np.testing.assert_allclose(gpu.data, cpu.data, rtol=1e-12, atol=1e-9)
+            again = tbfast.pr_curve(labels.cuda(), preds.cuda(), num_thresholds, w.cuda(), mode=mode, logits=logits,
+                                    backend=backend)
+            if backend != "reference":  # the kernels are deterministic; the torch reference uses float atomics
+                np.testing.assert_array_equal(again.data, gpu.data)
+        else:
+            np.testing.assert_array_equal(gpu.data, cpu.data)
+
+
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
+def test_pr_bad_values_counted_on_the_device(backend):
+    require_backend("pr_curve", backend, "cuda")
+    labels = torch.tensor([0, 1, 2, 1, 0], device="cuda")
+    preds = torch.tensor([0.5, float("nan"), 0.2, 1.5, -0.1], device="cuda")
+    curve = tbfast.pr_curve(labels, preds, 11, backend=backend)  # no error yet: nothing was read
+    with pytest.raises(tbfast.PRCurveValueError) as err:
+        curve.data
+    cpu = tbfast.PRCurveAccumulator(11, backend="native")
+    cpu.update(preds.cpu(), labels.cpu())
+    with pytest.raises(tbfast.PRCurveValueError) as cpu_err:
+        cpu.compute()
+    assert err.value.counts == cpu_err.value.counts
+
+
+IMAGE_DTYPES = [torch.uint8, torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.bool, torch.int16]
+
+
+@pytest.mark.parametrize("dtype", IMAGE_DTYPES, ids=str)
+@pytest.mark.parametrize("norm", ["none", "range", "each", "global"])
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
+def test_image_grid_cuda_equals_cpu_native(backend, norm, dtype):
+    require_backend("image_grid", backend, "cuda")
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(7, 3, 17, 19, generator=g) * 4 - 1
+    if dtype == torch.uint8:
+        x = (x * 60).clamp(0, 255).to(torch.uint8)
+    else:
+        x = x.to(dtype)
+    if dtype.is_floating_point:
+        x[1, 0, 2, 3] = float("nan")
+    kw = dict(nrow=3, padding=2, pad_value=0.5 if dtype.is_floating_point else 1, normalize=norm != "none",
+              scale_each=norm == "each", value_range=(-1.0, 2.0) if norm == "range" else None)
+    want = tbfast.image_grid(x, **kw)
+    from tbfast import image as image_mod
+    plan = image_mod.plan_grid(x.cuda(), **kw)
+    got = image_mod.run_plan(plan, backend=backend)
+    assert got.device.type == "cuda"
+    np.testing.assert_array_equal(got.cpu().numpy(), want.numpy())
+
+
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
+def test_pr_and_image_writer_methods_never_sync(tmp_path, monkeypatch, backend):
+    require_backend("pr_curve", backend, "cuda")
+    monkeypatch.setenv("TBFAST_BACKEND", backend)
+    labels, preds, _ = _pr_data("multiclass", True, n=5000)
+    labels, preds = labels.cuda(), preds.cuda()
+    imgs = torch.rand(8, 3, 32, 32, device="cuda")
+    w = tbfast.SummaryWriter(str(tmp_path))
+    acc = tbfast.PRCurveAccumulator(201, num_classes=7, logits=True)
+    acc.update(preds, labels)  # warm-up: device constants, kernels compiled
+    w.add_pr_curves("warm", labels, preds, 0, logits=True)
+    w.flush()
+    with no_host_sync():
+        for step in range(2):
+            w.add_pr_curve("bin", (labels == 0).long(), preds.softmax(1)[:, 0], step)
+            w.add_pr_curves("multi", labels, preds, step, num_thresholds=201, logits=True)
+            acc.update(preds, labels)
+            w.add_pr_accumulator("acc", acc, step)
+            w.add_image("img", imgs[0], step)
+            w.add_images("imgs", imgs, step)
+            w.add_image_grid("grid", imgs, step, normalize=True)
+    w.close()
+    tags = values_by_tag(tmp_path)
+    assert {"bin", "multi/0", "acc/6", "img", "imgs", "grid"} <= set(tags)
