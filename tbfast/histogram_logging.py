@@ -101,6 +101,46 @@ class HistogramLogging(SummarySink):
             state = self.__dict__.setdefault("_tbfast_nonfinite_tags", (set(), threading.Lock()))
         return state
 
+    def _batch_summaries(self, batch):
+        """[Summary bytes] for every row of a :class:`tbfast.histogram.HistogramBatch`:
+        the statistics of all rows are prepared in a few vectorised steps and each row's
+        proto is encoded from byte slices of its support (the hot path of add_histograms)."""
+        h = batch.host()
+        if batch.max_bins is not None:
+            return [s for tag, r in zip(batch.names, batch.results) for s in self._histogram_summaries(tag, r)]
+        nonfinite = h["nonfinite"]
+        any_nf = nonfinite.any(axis=1)
+        num = np.asarray(batch.numels, dtype=np.int64) - nonfinite.sum(axis=1)
+        stats = h["stats"]
+        mins = np.where(num > 0, stats[:, 0], 0.0).tolist()
+        maxs = np.where(num > 0, stats[:, 1], 0.0).tolist()
+        sums, sqs, nums = stats[:, 2].tolist(), stats[:, 3].tolist(), num.tolist()
+        limits, counts, supports = h["limits"], h["counts"], h["supports"]
+        shared = batch.spec.mode == _histogram.EDGES
+        lim_all = np.ascontiguousarray(limits[0], dtype="<f8") if shared and limits else None
+        seen, lock = self._nonfinite_tags()
+        out = []
+        for r, tag in enumerate(batch.names):
+            if nums[r]:
+                start, end = supports[r]
+                if end == 0:
+                    bucket, lim = np.zeros(1), np.array([maxs[r]], dtype="<f8")
+                else:
+                    c = counts[r]
+                    bucket = c[start - 1:end] if start > 0 else np.concatenate([[0], c[:end]])
+                    lim = (lim_all if shared else limits[r])[start:end + 1]
+                proto = _wire.histogram_proto(mins[r], maxs[r], nums[r], sums[r], sqs[r], lim,
+                                              bucket.astype("<f8"))
+                out.append(_wire.summary_value(tag, 5, proto))
+            if any_nf[r] or seen:
+                with lock:
+                    if any_nf[r]:
+                        seen.add(tag)
+                    write = tag in seen
+                if write:
+                    out.append(nonfinite_summary_bytes(tag, nonfinite[r].tolist()))
+        return out
+
     def _histogram_summaries(self, tag, result):
         """[Summary bytes] for one result: the histogram (none when no value is finite),
         then the non-finite counts when this tag has ever had any."""
@@ -137,11 +177,7 @@ class HistogramLogging(SummarySink):
                     _wire.tag_bytes(tag, "tag")
 
         def summaries():
-            out = []
-            for b in batches:
-                for tag, result in zip(b.names, b.results):
-                    out.extend(self._histogram_summaries(tag, result))
-            return out
+            return [s for b in batches for s in self._batch_summaries(b)]
 
         self._write_deferred(summaries, global_step, walltime)
 
