@@ -180,6 +180,9 @@ class _PendingBatch:
         self.max_bins = real.max_bins
         self.started = False
 
+    def __getattr__(self, name):  # everything else as the real batch
+        return getattr(self.real, name)
+
     def start_host_copy(self):
         self.started = True
         return self
