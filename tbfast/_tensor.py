@@ -124,9 +124,11 @@ def describe(values, name="values", layout="flat", allow_meta=False):
     except TypeError as exc:
         raise TypeError(f"{name}: {exc}") from None
     if layout == "strided":
+        import torch  # image input: the array is viewed as a tensor (torch may not be imported yet)
+
         if any(s < 0 for s in arr.strides):
             arr = np.ascontiguousarray(arr)
-        return _describe_torch(_torch().from_numpy(arr), name, layout, allow_meta)
+        return _describe_torch(torch.from_numpy(arr), name, layout, allow_meta)
     arr = np.ravel(arr, order="C" if layout == "rowmajor" else "K")
     if not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr)

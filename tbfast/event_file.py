@@ -76,7 +76,14 @@ def _open_event_file(logdir, filename_suffix):
         f.write(frame_record(first.SerializeToString()))
         f.flush()
     except BaseException:
-        f.close()
+        try:
+            f.close()
+        except OSError:  # the same full disk: the buffered record is dropped with the file
+            pass
+        try:
+            os.unlink(path)  # no half-written file without its first record
+        except OSError:
+            pass
         raise
     return f, path
 

@@ -87,7 +87,10 @@ def scalar_event_bytes(tag, value, wall_time, step=None, _cache={}):
     """Serialised ``Event(wall_time, step, summary=Summary(value=[Value(tag,
     simple_value=value)]))``, the bytes protobuf writes for it (proto3: a zero wall_time
     or step is omitted)."""
-    tail = _cache.get(tag)
+    try:
+        tail = _cache.get(tag)
+    except TypeError:  # unhashable, so not a str: _tag_tail says so
+        tail = None
     if tail is None:
         if len(_cache) > 100000:
             _cache.clear()
@@ -147,7 +150,16 @@ def _ensure_ticker():
 
 
 def _after_fork_in_child():
+    global _ticker_lock
     _ticker["pid"] = None  # the ticker thread did not survive the fork; the next scalar starts one
+    # Locks a parent thread may have held at fork time are replaced; the parent's writers
+    # keep nothing buffered in the child (those scalars are the parent's to write).
+    _ticker_lock = threading.Lock()
+    for w in list(_writers):
+        w._scalar_lock = threading.Lock()
+        w._scalar_records.clear()
+        if "_lock" in w.__dict__:
+            w._lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

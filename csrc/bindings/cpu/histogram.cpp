@@ -1,5 +1,7 @@
 // Bindings for the CPU histogram kernels: parse keywords, check the params struct, run
 // without the GIL, raise the Status.
+#include <cstdio>
+
 #include "bindings/registry.h"
 #include "histogram.h"
 
@@ -70,6 +72,12 @@ static PyObject* histogram(PyObject*, PyObject* args, PyObject* kw) {
   int st = tbfast::tbf_run([&] {
     return stats_only ? tbfast::histogram_stats_cpu(p) : tbfast::histogram_count_cpu(p, with_stats);
   });
+  if (st == tbfast::kOutOfMemory && !stats_only) {
+    char detail[160];
+    snprintf(detail, sizeof detail, "one thread's private histogram of %lld bins needs %.1f MiB; use fewer bins",
+             num_bins, 8.0 * ((double)num_bins + 2.0) / (1 << 20));
+    return tbfast::tbf_raise(st, op, detail);
+  }
   if (st) return tbfast::tbf_raise(st, op);
   Py_RETURN_NONE;
 }

@@ -1,4 +1,6 @@
 // Binding for the CPU PR-curve kernel. Check, fill the params struct, run without the GIL.
+#include <cstdio>
+
 #include "bindings/registry.h"
 #include "pr_curve.h"
 
@@ -41,6 +43,12 @@ static PyObject* pr_curve(PyObject*, PyObject* args, PyObject* kw) {
   p.bad = tbf_ptr<int64_t>(bad);
   p.num_threads = num_threads;
   int st = tbfast::tbf_run([&] { return tbfast::pr_curve_cpu(p) ? (int)tbfast::kBadDType : (int)tbfast::kOk; });
+  if (st == tbfast::kOutOfMemory) {
+    char detail[160];
+    snprintf(detail, sizeof detail, "one thread's counters for %lld classes x %lld thresholds need %.1f MiB",
+             num_classes, num_thresholds, 16.0 * (double)num_classes * (double)num_thresholds / (1 << 20));
+    return tbfast::tbf_raise(st, op, detail);
+  }
   if (st) return tbfast::tbf_raise(st, op);
   Py_RETURN_NONE;
 }
