@@ -100,8 +100,10 @@ def test_close_then_write_opens_a_new_event_file(tmp_path):
     purge = lambda d: [(e.step, e.WhichOneof("what")) for e in raw_events(d) if e.step == 3]
     assert purge(tmp_path / "ours") == purge(tmp_path / "torch") == [(3, "file_version"), (3, "session_log")]
     for rel in ("", "g_x"):
-        a = [(s, v.tag, v.simple_value) for s, v in event_values(tmp_path / "torch" / rel)]
-        b = [(s, v.tag, v.simple_value) for s, v in event_values(tmp_path / "ours" / rel)]
+        # sorted: file names of one second sort by a per-process counter (lexically, as
+        # TensorBoard does), so 9 and 10 come out in either order in a long test run
+        a = sorted((s, v.tag, v.simple_value) for s, v in event_values(tmp_path / "torch" / rel))
+        b = sorted((s, v.tag, v.simple_value) for s, v in event_values(tmp_path / "ours" / rel))
         assert a == b and a
 
 
