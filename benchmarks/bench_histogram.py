@@ -44,13 +44,15 @@ def run(ctx):
         x = torch.randn(n, generator=gen)
         case = f"1e{len(str(n)) - 1} float32, default bins"
         reps = 3 if n >= 10 ** 7 else 5
+        ctx.read_once(SUITE, case, x, size=n)
         for name, w in ws.items():
-            ctx.time(SUITE, case, f"{name} add_histogram", lambda: add(w, "x", x), repeat=reps)
+            ctx.time(SUITE, case, f"{name} add_histogram", lambda: add(w, "x", x), repeat=reps, size=n)
         ctx.time(SUITE, case, "np.histogram(x, default edges)", lambda: np.histogram(x.numpy(), bins=edges),
-                 repeat=reps)
-        ctx.time(SUITE, case, "tbfast.histogram(x)", lambda: tbfast.histogram(x), repeat=reps)
+                 repeat=reps, size=n)
+        ctx.time(SUITE, case, "tbfast.histogram(x)", lambda: tbfast.histogram(x), repeat=reps, size=n)
         if n == 10 ** 7:
             case100 = "1e7 float32, 100 bins"
+            ctx.read_once(SUITE, case100, x)
             ctx.time(SUITE, case100, "torch.histc(x, 100)", lambda: torch.histc(x, 100), repeat=reps)
             ctx.time(SUITE, case100, "tbfast.histogram(x, 100)", lambda: tbfast.histogram(x, bins=100), repeat=reps)
             ctx.time(SUITE, case100, "np.histogram(x, 100)", lambda: np.histogram(x.numpy(), bins=100), repeat=reps)
@@ -60,6 +62,7 @@ def run(ctx):
     for dtype in (torch.float16, torch.bfloat16, torch.float64, torch.int32):
         x = (torch.randn(10 ** 6, generator=gen) * 100).to(dtype)
         case = f"1e6 {str(dtype).replace('torch.', '')}, default bins"
+        ctx.read_once(SUITE, case, x)
         for name, w in ws.items():
             if name == "tensorboardX" and dtype == torch.bfloat16:
                 continue  # tensorboardX cannot convert bf16 to NumPy
@@ -68,6 +71,7 @@ def run(ctx):
     # 3. A model's worth of tensors: 200 x 10^5.
     named = {f"layer{i}/weight": torch.randn(10 ** 5, generator=gen) for i in range(200)}
     case = "200 x 1e5 float32, default bins"
+    ctx.read_once(SUITE, case, *named.values())
 
     def loop(w):
         step[0] += 1

@@ -76,7 +76,7 @@ def run(ctx):
     from tbfast import png
     from tbfast.image_logging import image_summary, torch_image_pixels
 
-    cases = [(64, 3, 64, 64)] if ctx.quick else [(64, 3, 64, 64), (16, 3, 256, 256)]
+    cases = [(8, 3, 32, 32), (64, 3, 64, 64)] + ([] if ctx.quick else [(16, 3, 256, 256)])
     peers = _peers()
     repeat = 5 if ctx.quick else 10
     for shape in cases:
@@ -96,13 +96,14 @@ def run(ctx):
                     raise AssertionError(f"{case}: tbfast pixels differ from {name}'s")
 
         # ---- end to end: tensor -> Summary proto
+        ctx.read_once(SUITE, case, x, size=x.numel())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for name, mod in peers.items():
                 ctx.time(SUITE, case, f"{name} add_images", lambda mod=mod: mod.image("img", x, dataformats="NCHW"),
-                         repeat=repeat)
+                         repeat=repeat, size=x.numel())
         ctx.time(SUITE, case, "tbfast add_images",
-                 lambda: image_summary("img", torch_image_pixels(x, "NCHW")), repeat=repeat)
+                 lambda: image_summary("img", torch_image_pixels(x, "NCHW")), repeat=repeat, size=x.numel())
 
         # ---- pieces: grid and encode separately
         pix_np = pixels.numpy()

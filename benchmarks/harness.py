@@ -73,26 +73,108 @@ def time_call(fn, repeat=5, warmup=1, min_total=0.0, sync=None):
     return min(times), statistics.median(times)
 
 
+READ_ONCE = "read once (torch.sum)"
+
+
 class Context:
-    """Passed to each suite's ``run``: mode, output places, and the result rows."""
+    """Passed to each suite's ``run``: mode, output places, and the result rows.
+
+    Every case can time reading its data once (:meth:`read_once`: ``torch.sum`` of each
+    input, same thread count, same run); :func:`annotate_read_once` then gives every row of
+    that case ``vs_read`` = its time / the read-once time, the figure that compares across
+    machines (speed-ups against peers vary between VMs of one kind)."""
 
     def __init__(self, quick, logdir, outdir):
         self.quick = quick
         self.logdir = logdir
         self.outdir = outdir
         self.rows = []
+        self._t0 = time.perf_counter()
+        self._suite_rows = {}
 
     def record(self, suite, case, impl, seconds, **extra):
         row = {"suite": suite, "case": case, "impl": impl, "seconds": seconds, **extra}
         self.rows.append(row)
-        print(f"  {suite:10s} {case:44s} {impl:28s} {seconds * 1e3:10.3f} ms"
-              + "".join(f"  {k}={v}" for k, v in extra.items()), flush=True)
+        k = self._suite_rows[suite] = self._suite_rows.get(suite, 0) + 1
+        print(f"  [{time.perf_counter() - self._t0:6.1f}s {suite} #{k:02d}] {case:44s} {impl:34s} "
+              f"{seconds * 1e3:10.3f} ms" + "".join(f"  {k}={v}" for k, v in extra.items()), flush=True)
         return row
 
     def time(self, suite, case, impl, fn, repeat=5, warmup=1, **extra):
         """Time ``fn`` and record its best time (median kept too)."""
         best, median = time_call(fn, repeat=repeat, warmup=warmup)
         return self.record(suite, case, impl, best, median_seconds=median, **extra)
+
+    def read_once(self, suite, case, *tensors, **extra):
+        """Record the time to read the case's data once: torch.sum of each tensor (NumPy
+        arrays are viewed as tensors), on the same threads as everything else."""
+        import torch
+
+        ts = [_read_view(torch.from_numpy(t) if not isinstance(t, torch.Tensor) else t) for t in tensors]
+        return self.time(suite, case, READ_ONCE, lambda: [t.sum() for t in ts], repeat=7, **extra)
+
+
+def _read_view(t):
+    """``t`` for torch.sum, except 1-byte dtypes (bool, uint8, int8), whose torch reductions
+    are scalar loops 50x slower than reading the bytes: their bytes viewed as float32 words."""
+    import torch
+
+    if t.element_size() == 1 and t.is_contiguous() and t.numel() % 4 == 0:
+        return t.view(torch.uint8).view(torch.float32)
+    return t
+
+
+def annotate_read_once(rows):
+    """Add ``vs_read`` (time / read-once time of the same suite and case) to every row."""
+    floor = {(r["suite"], r["case"]): r["seconds"] for r in rows if r["impl"] == READ_ONCE}
+    for r in rows:
+        f = floor.get((r["suite"], r["case"]))
+        if f and r["seconds"] > 0 and r["impl"] != READ_ONCE:
+            r["vs_read"] = round(r["seconds"] / f, 2)
+
+
+def plot_suites(rows, outdir, prefix=""):
+    """One log-log PNG per suite: time against size for tbfast and each peer (rows with a
+    ``size``; an implementation needs two sizes to get a line), the read-once time dashed.
+    Returns the paths written (none without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("  matplotlib not importable: no plots")
+        return []
+    paths = []
+    for suite in sorted({r["suite"] for r in rows}):
+        series = {}
+        for r in rows:
+            if r["suite"] == suite and r.get("size") and r["seconds"] > 0:
+                series.setdefault(r["impl"], []).append((r["size"], r["seconds"]))
+        series = {k: sorted(v) for k, v in series.items() if len({s for s, _ in v}) >= 2}
+        if not series:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for impl, pts in sorted(series.items()):
+            xs, ys = zip(*pts)
+            style = dict(color="black", linestyle="--", linewidth=2) if impl == READ_ONCE else dict(marker="o")
+            if impl.startswith("tbfast") and impl != READ_ONCE:
+                style["linewidth"] = 2.5
+            ax.plot(xs, ys, label=impl, **style)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("elements")
+        ax.set_ylabel("seconds (best of several)")
+        ax.set_title(f"{suite}: time against size (read once = torch.sum of the same data)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+        fig.tight_layout()
+        path = os.path.join(outdir, f"{prefix}{suite}.png")
+        os.makedirs(outdir, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
 
 
 def speedups(rows, base_impl_prefix, fast_impl_prefix):
