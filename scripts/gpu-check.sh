@@ -39,7 +39,7 @@ TBFAST_TEST_NUMBA_CUDA=device timeout 330 "$PY" -m pytest -q -p no:cacheprovider
 [ "${PIPESTATUS[0]}" -eq 0 ] || { status=1; say "TESTS FAILED (see tests.log)"; }
 
 say "GPU benchmarks"
-timeout 300 "$PY" -m benchmarks quick --only gpu --logdir /tmp/tbfast-gpu-runs --out /tmp/tbfast-gpu-out \
+timeout 300 "$PY" -m benchmarks quick --only gpu,distributed --logdir /tmp/tbfast-gpu-runs --out /tmp/tbfast-gpu-out \
   --record --record-dir "$out" 2>&1 | tee "$out/bench.log" | tail -30
 [ "${PIPESTATUS[0]}" -eq 0 ] || { status=1; say "BENCHMARKS FAILED (see bench.log)"; }
 say "done (status $status); files in $out"
