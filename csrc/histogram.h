@@ -50,12 +50,24 @@ struct EdgeKey {
 //    key (0xFFFFFFFF: none), so slot = base + (ord >= threshold). Valid only when every
 //    key holds at most one threshold (f32_ok), true for the default edges. Keys of
 //    NaN/Inf patterns map to slot 0 (dropped).
+//  * f64 (CPU only; appended so that the fields above keep their offsets): the f32 idea
+//    for doubles, keyed like `keys` by the top 16 bits of the ordered bits. Thresholds are
+//    the edges (canonical +0.0), the last one replaced by the next double above it (the
+//    closed last bin). Entry = (low 48 bits of the threshold's ordered bits << 16) | B with
+//    B = base + 1 when the key holds a threshold (low bits 0 and B = base when it holds
+//    none), so slot + 1 = B + (((ord << 16) | 0xFFFF) >= entry): integer ops only (see
+//    csrc/cpu/histogram_cpu.cpp). Valid only when every key holds at most one threshold and B fits 16 bits
+//    (f64_ok), true for the default edges. Keys of NaN/Inf patterns give slot 0.
 struct EdgeLookup {
   EdgeKey keys[kLookupSize];
   uint64_t f32[kLookupSize];
   uint32_t f32_ok;
   uint32_t reserved;
+  uint64_t f64[kLookupSize];
+  uint32_t f64_ok;
+  uint32_t reserved2;
 };
+
 
 // Order-preserving map of float32 bits to uint32 (-0.0 canonicalised by the caller).
 TBF_HD uint32_t ordered_bits_f32(uint32_t b) { return b ^ ((uint32_t)((int32_t)b >> 31) | 0x80000000u); }

@@ -380,6 +380,92 @@ def test_simd_and_scalar_paths_agree_bit_for_bit():
     assert runs[0] == runs[1] and len(runs[0]) > 1000
 
 
+# The double path (float64 and every integer dtype: AVX2 int->double conversions, 8 lanes
+# of statistics, the f64 edge table fused in) against np.histogram on float64, printed so
+# that the AVX2 and the scalar runs are compared bit for bit (signed zero of min/max too).
+DOUBLE_SCRIPT = r"""
+import numpy as np, torch, tbfast
+rng = np.random.default_rng(13)
+E = tbfast.default_edges()
+CUSTOM = [-1e10, -2.5, -1e-300, 0.0, 1e-300, 0.75, 3.0, 1e10]
+BIG = [-9.3e18, -2.0 ** 53 - 2, -2.0 ** 53, 0.0, 2.0 ** 53, 2.0 ** 53 + 2, 2.0 ** 53 + 4, 2.0 ** 63, 1.9e19]
+out = []
+def as64(t):
+    return t.numpy().astype(np.float64)
+def run(t, bins_list):
+    x64 = as64(t)
+    fin = x64[np.isfinite(x64)]
+    for bins in bins_list:
+        r = tbfast.histogram(t, bins=bins, backend="native")
+        ref = np.histogram(fin, bins=r.numpy()[1])[0]
+        assert (r.numpy()[0] == ref).all(), (t.dtype, t.numel(), bins)
+        assert r.num == fin.size
+        if fin.size:
+            assert r.min == fin.min() and r.max == fin.max(), (t.dtype, r.min, r.max)
+        out.append((r.numpy()[0].tolist(), repr(r.stats.tolist()), r.nonfinite.tolist()))
+def tiled(vals, n):
+    vals = np.asarray(vals)
+    return vals[rng.integers(0, vals.size, n)]
+e = E
+special = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, -2.2250738585072014e-308,
+           2.2250738585072009e-308, 1e-320, -1e-310, 1e-12, -1e-12, 1e20, -1e20, 1e300, -1e300,
+           np.inf, -np.inf, np.nan, -np.nan]
+f64_vals = np.concatenate([e, np.nextafter(e, np.inf), np.nextafter(e, -np.inf), special, rng.standard_normal(500)])
+for n in (1, 7, 8, 9, 65543, 300001):
+    x = tiled(f64_vals, n)
+    run(torch.from_numpy(x), ("tensorflow", CUSTOM) + ((37,) if np.isfinite(x).any() else ()))
+    run(torch.from_numpy(np.where(np.isfinite(x), x, 1.0) * 1e-3), (37,))
+run(torch.tensor([-0.0, 0.0, -0.0, 0.0, 0.0, -0.0, -0.0, 0.0, 0.0, -0.0, 0.0], dtype=torch.float64), ("tensorflow",))
+run(torch.tensor([0.0, -0.0] * 9, dtype=torch.float64), ("tensorflow",))
+int_extremes = {
+    torch.int64: [2 ** 53 - 1, 2 ** 53, 2 ** 53 + 1, 2 ** 53 + 2, 2 ** 53 + 3, 2 ** 63 - 1, -2 ** 63, -2 ** 63 + 1,
+                  2 ** 62 + 1, -2 ** 53 - 1, -2 ** 53 - 3, 2 ** 32 - 1, 2 ** 32, -2 ** 32, -1, 0, 1],
+    torch.uint64: [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 53 + 1, 2 ** 53 + 3, 2 ** 63, 2 ** 63 + 1025, 2 ** 64 - 1,
+                   2 ** 64 - 1025, 2 ** 64 - 1024, 2 ** 64 - 2049],
+}
+for dtype in (torch.bool, torch.uint8, torch.int8, torch.int16, torch.uint16, torch.int32, torch.uint32,
+              torch.int64, torch.uint64):
+    for n in (1, 9, 65543, 200003):
+        if dtype == torch.bool:
+            t = torch.from_numpy(rng.integers(0, 2, n).astype(bool))
+        else:
+            info = torch.iinfo(dtype)
+            npdt = {torch.uint16: np.uint16, torch.uint32: np.uint32, torch.uint64: np.uint64}.get(dtype)
+            if npdt is not None:
+                v = rng.integers(0, int(info.max), n, dtype=npdt, endpoint=True)
+                v[: n // 2] %= 5000
+            else:
+                v = rng.integers(int(info.min), int(info.max), n, endpoint=True)
+                v[: n // 2] = rng.integers(max(info.min, -5000), min(info.max, 5000), n - n + n // 2)
+            ext = int_extremes.get(dtype, [info.min, info.max, 0, -1 if info.min < 0 else 1])
+            v = v.astype(npdt or np.int64)
+            v[rng.integers(0, n, min(n, 50))] = np.array(ext, dtype=npdt or np.int64)[rng.integers(0, len(ext), min(n, 50))]
+            t = torch.from_numpy(v.astype(npdt)) if npdt is not None else torch.from_numpy(v).to(dtype)
+        run(t, ("tensorflow", BIG, 37))
+print(repr(out))
+"""
+
+
+def test_double_path_simd_and_scalar_agree_bit_for_bit():
+    # float64 and integer inputs, values on and next to every default edge, subnormals,
+    # +-0, NaN/Inf, int64/uint64 beyond 2^53: exact (np.histogram on float64) on both paths
+    require_backend("histogram", "native")
+    runs = outputs_with_and_without_simd(DOUBLE_SCRIPT)
+    assert runs[0] == runs[1] and len(runs[0]) > 10000
+
+
+def test_int64_beyond_2_pow_53_rounds_like_a_cast():
+    big = np.array([2 ** 53 + 1, 2 ** 53 + 3, 2 ** 63 - 1, -2 ** 63, -2 ** 53 - 1] * 3, dtype=np.int64)
+    edges = [-9.3e18, -2.0 ** 53, 2.0 ** 53, 2.0 ** 53 + 2, 2.0 ** 53 + 4, 9.3e18]
+    for arr in (big, np.array([2 ** 64 - 1, 2 ** 63 + 1025, 2 ** 53 + 1] * 3, dtype=np.uint64)):
+        for x in (arr, torch.from_numpy(arr) if arr.dtype == np.int64 else torch.from_numpy(arr.view(np.int64)).view(
+                torch.uint64)):
+            r = tbfast.histogram(x, bins=edges if arr.dtype == np.int64 else [0.0, 2.0 ** 53 + 2, 2.0 ** 63 + 2048,
+                                                                               2.0 ** 64])
+            np.testing.assert_array_equal(r.numpy()[0], np.histogram(arr.astype(np.float64), bins=r.numpy()[1])[0])
+            assert r.max == arr.astype(np.float64).max() and r.min == arr.astype(np.float64).min()
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.floats(width=32, allow_nan=True, allow_infinity=True), min_size=1, max_size=200),
        st.lists(st.floats(allow_nan=False, width=64), min_size=2, max_size=12, unique=True),

@@ -16,6 +16,7 @@
 //    integer-only bucket: ordered bits -> one table load -> two compares.
 //  * everything else: values loaded as double, EdgeKey lookup or the uniform formula.
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -52,7 +53,9 @@ struct ChunkStats {
 // counters (even and odd elements) so that runs of equal bins do not serialise on one
 // memory location. Counters are int32 (half the cache footprint); flushed every chunk.
 struct Scratch {
-  std::vector<int32_t> slots;  // a chunk has at most kChunk elements: int32 cannot overflow
+  std::vector<int32_t> slots;
+  int64_t tensor = -1;   // the tensor whose counts the slots hold (-1: none)
+  int64_t pending = 0;   // elements counted into the slots since their last flush
 };
 
 std::vector<Chunk> make_chunks(const HistogramParams& p) {
@@ -88,41 +91,6 @@ struct UniformSlot {
   UniformBins bins;
   int64_t operator()(double v) const { return bins.bucket(v) + 1; }
 };
-
-// Finite statistics of a chunk, branch-free: non-finite values are replaced by neutral
-// elements. Four independent accumulators per sum, combined in a fixed order.
-template <typename T>
-ChunkStats chunk_stats(const T* x, int64_t begin, int64_t end) {
-  double mn[4] = {kInf, kInf, kInf, kInf}, mx[4] = {-kInf, -kInf, -kInf, -kInf};
-  double s[4] = {0, 0, 0, 0}, q[4] = {0, 0, 0, 0};
-  int64_t nan = 0, pinf = 0, ninf = 0;
-  auto one = [&](double v, int j) {
-    bool fin = is_finite(v);
-    double z = fin ? v : 0.0;
-    mn[j] = std::min(mn[j], fin ? v : kInf);
-    mx[j] = std::max(mx[j], fin ? v : -kInf);
-    s[j] += z;
-    q[j] += z * z;
-    nan += v != v;
-    pinf += v == kInf;
-    ninf += v == -kInf;
-  };
-  int64_t i = begin;
-  for (; i + 4 <= end; i += 4) {
-    one(Load<T>::get(x, i), 0);
-    one(Load<T>::get(x, i + 1), 1);
-    one(Load<T>::get(x, i + 2), 2);
-    one(Load<T>::get(x, i + 3), 3);
-  }
-  for (; i < end; ++i) one(Load<T>::get(x, i), 0);
-  return {std::min(std::min(mn[0], mn[1]), std::min(mn[2], mn[3])),
-          std::max(std::max(mx[0], mx[1]), std::max(mx[2], mx[3])),
-          (s[0] + s[1]) + (s[2] + s[3]),
-          (q[0] + q[1]) + (q[2] + q[3]),
-          nan,
-          pinf,
-          ninf};
-}
 
 template <typename T, typename SlotFn>
 void chunk_count(const T* x, int64_t begin, int64_t end, int32_t* slots, SlotFn slot) {
@@ -210,6 +178,72 @@ void f32_chunk_scalar(const T* x, int64_t begin, int64_t end, int32_t* slots, co
   for (int64_t i = begin; i < end; ++i) f32_one(load_f32<T>(x, i), (int)((i - begin) & 7), L, nf, slots, tab);
 }
 
+// ======================================================================================
+// double path: every other dtype (and the float32 family when its table cannot take the
+// edges), values converted to double exactly as Load<T>::get. Statistics in 8 fixed
+// lanes (lane j takes elements begin + 8k + j), AVX2 when the CPU has it, else scalar
+// code that computes the same lanes. With edges whose f64 table is valid (the default
+// edges) the bucket is fused in: ordered bits -> one table load -> one compare.
+// ======================================================================================
+
+// Slot + 1 of a finite double from its ordered bits (EdgeLookup::f64): the counters are
+// addressed through slots - 2, so slot + 1 = 1 is slot 0 ("dropped").
+inline int64_t f64_slot1(uint64_t ord, const uint64_t* tab) {
+  uint64_t e = tab[ord >> 48];
+  return (int64_t)(e & 0xFFFFu) + (((ord << 16) | 0xFFFFu) >= e);
+}
+
+struct DLanes {
+  double mn[8], mx[8], s[8], q[8];
+};
+
+void dlanes_init(DLanes& L) {
+  for (int j = 0; j < 8; ++j) {
+    L.mn[j] = kInf;
+    L.mx[j] = -kInf;
+    L.s[j] = L.q[j] = 0.0;
+  }
+}
+
+ChunkStats dlanes_finish(const DLanes& L, const ChunkStats& nonfinite) {
+  ChunkStats st = nonfinite;
+  double mn = L.mn[0], mx = L.mx[0];
+  for (int j = 1; j < 8; ++j) {
+    mn = L.mn[j] < mn ? L.mn[j] : mn;
+    mx = L.mx[j] > mx ? L.mx[j] : mx;
+  }
+  st.mn = mn;
+  st.mx = mx;
+  st.sum = ((L.s[0] + L.s[1]) + (L.s[2] + L.s[3])) + ((L.s[4] + L.s[5]) + (L.s[6] + L.s[7]));
+  st.sumsq = ((L.q[0] + L.q[1]) + (L.q[2] + L.q[3])) + ((L.q[4] + L.q[5]) + (L.q[6] + L.q[7]));
+  return st;
+}
+
+// One element into lane j: the scalar definition of what the SIMD loop computes (min and
+// max keep the lane's value on ties, as _mm256_min_pd(v, lane) does: the sign of a zero
+// minimum is the same on both paths). s1: counters - 2, or null for statistics only.
+inline void d_one(double v, int j, DLanes& L, ChunkStats& nf, int32_t* s1, const uint64_t* tab) {
+  if (!is_finite(v)) {
+    count_nonfinite(v, nf);
+    return;
+  }
+  L.mn[j] = v < L.mn[j] ? v : L.mn[j];
+  L.mx[j] = v > L.mx[j] ? v : L.mx[j];
+  L.s[j] += v;
+  L.q[j] += v * v;
+  if (s1) s1[2 * f64_slot1(ordered_bits(v + 0.0), tab) + (j & 1)]++;
+}
+
+template <typename T>
+void d_chunk_scalar(const T* x, int64_t begin, int64_t end, int32_t* s1, const uint64_t* tab, DLanes& L,
+                    ChunkStats& nf) {
+  for (int64_t i = begin; i < end; ++i) d_one(Load<T>::get(x, i), (int)((i - begin) & 7), L, nf, s1, tab);
+}
+
+template <typename T>
+constexpr bool kMayBeNonFinite = std::is_floating_point<T>::value || std::is_same<T, half_bits>::value ||
+                                 std::is_same<T, bf16_bits>::value;
+
 #ifdef TBF_X86
 template <typename T>
 __attribute__((target("avx2,f16c"))) inline __m256 load8(const T* x, int64_t i);
@@ -262,8 +296,8 @@ __attribute__((target("avx2,f16c"))) void f32_chunk_avx2(const T* x, int64_t beg
         vmx = _mm256_blendv_ps(v, _mm256_set1_ps(-std::numeric_limits<float>::infinity()),
                                _mm256_castsi256_ps(nonfin));
       }
-      mn = _mm256_min_ps(mn, vmn);
-      mx = _mm256_max_ps(mx, vmx);
+      mn = _mm256_min_ps(vmn, mn);  // v < lane ? v : lane, as std::min(lane, v)
+      mx = _mm256_max_ps(vmx, mx);
       __m256d d0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
       __m256d d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
       s0 = _mm256_add_pd(s0, d0);
@@ -295,21 +329,188 @@ __attribute__((target("avx2,f16c"))) void f32_chunk_avx2(const T* x, int64_t beg
   }
 }
 
+// 4 elements as doubles, the values Load<T>::get gives (integers converted exactly, or
+// rounded to nearest like a cast when they exceed 53 bits).
+template <typename T>
+__attribute__((target("avx2,f16c"))) inline __m256d load4d(const T* x, int64_t i);
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256d load4d<double>(const double* x, int64_t i) {
+  return _mm256_loadu_pd(x + i);
+}
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256d load4d<float>(const float* x, int64_t i) {
+  return _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+}
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256d load4d<half_bits>(const half_bits* x, int64_t i) {
+  return _mm256_cvtps_pd(_mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i))));
+}
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256d load4d<bf16_bits>(const bf16_bits* x, int64_t i) {
+  __m128i w = _mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i)));
+  return _mm256_cvtps_pd(_mm_castsi128_ps(_mm_slli_epi32(w, 16)));
+}
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256d load4d<int32_t>(const int32_t* x, int64_t i) {
+  return _mm256_cvtepi32_pd(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+}
+__attribute__((target("avx2,f16c"))) inline __m128i load4_bytes(const void* p) {
+  int32_t w;
+  memcpy(&w, p, 4);
+  return _mm_cvtsi32_si128(w);
+}
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256d load4d<int16_t>(const int16_t* x, int64_t i) {
+  return _mm256_cvtepi32_pd(_mm_cvtepi16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i))));
+}
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256d load4d<uint16_t>(const uint16_t* x, int64_t i) {
+  return _mm256_cvtepi32_pd(_mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i))));
+}
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256d load4d<int8_t>(const int8_t* x, int64_t i) {
+  return _mm256_cvtepi32_pd(_mm_cvtepi8_epi32(load4_bytes(x + i)));
+}
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256d load4d<uint8_t>(const uint8_t* x, int64_t i) {
+  return _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(load4_bytes(x + i)));
+}
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256d load4d<bool>(const bool* x, int64_t i) {
+  // any non-zero byte is true (Load<bool>)
+  return _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_min_epu8(load4_bytes(x + i), _mm_set1_epi8(1))));
+}
+// Unsigned 32-bit lanes (zero-extended in 64-bit lanes) as doubles: exact, 2^52 + u - 2^52.
+__attribute__((target("avx2,f16c"))) inline __m256d u32x4_to_pd(__m256i u) {
+  const __m256d magic = _mm256_set1_pd(4503599627370496.0);  // 2^52
+  return _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(u, _mm256_castpd_si256(magic))), magic);
+}
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256d load4d<uint32_t>(const uint32_t* x, int64_t i) {
+  return u32x4_to_pd(_mm256_cvtepu32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+}
+// 64-bit integers: hi * 2^32 and lo, both exact in double, added once: the sum is the
+// correctly rounded value, as a cast gives. The high half goes through 2^84 + hi * 2^32
+// (biased by 2^63 when signed).
+template <bool kSigned>
+__attribute__((target("avx2,f16c"))) inline __m256d i64x4_to_pd(__m256i v) {
+  const __m256i lo_mask = _mm256_set1_epi64x(0xFFFFFFFFll);
+  const __m256i hi_bias = _mm256_set1_epi64x(kSigned ? 0x80000000ll : 0);
+  const __m256d m84 = _mm256_set1_pd(kSigned ? 19342813113834066795298816.0 + 9223372036854775808.0
+                                             : 19342813113834066795298816.0);  // 2^84 (+ 2^63)
+  __m256i hi = _mm256_xor_si256(_mm256_srli_epi64(v, 32), hi_bias);
+  __m256d h = _mm256_sub_pd(
+      _mm256_castsi256_pd(_mm256_or_si256(hi, _mm256_castpd_si256(_mm256_set1_pd(19342813113834066795298816.0)))),
+      m84);
+  return _mm256_add_pd(h, u32x4_to_pd(_mm256_and_si256(v, lo_mask)));
+}
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256d load4d<int64_t>(const int64_t* x, int64_t i) {
+  return i64x4_to_pd<true>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
+}
+template <>
+__attribute__((target("avx2,f16c"))) inline __m256d load4d<uint64_t>(const uint64_t* x, int64_t i) {
+  return i64x4_to_pd<false>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
+}
+
+// Order-preserving bits of 4 doubles (-0.0 canonicalised first).
+__attribute__((target("avx2,f16c"))) inline __m256i ordered4(__m256d v) {
+  const __m256i sign = _mm256_set1_epi64x((long long)0x8000000000000000ull);
+  __m256i b = _mm256_castpd_si256(_mm256_add_pd(v, _mm256_setzero_pd()));
+  __m256i neg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), b);
+  return _mm256_xor_si256(b, _mm256_or_si256(neg, sign));
+}
+
+// 8 elements per step (two vectors of 4): finite test, lane statistics and the table key /
+// shifted ordered bits in AVX2; the table loads and counter increments stay scalar.
+// Non-finite lanes are zeroed for the sums and get key 0, whose entry is slot 0.
+template <typename T>
+__attribute__((target("avx2,f16c"))) void d_chunk_avx2(const T* x, int64_t begin, int64_t end, int32_t* s1,
+                                                       const uint64_t* tab, bool with_stats, DLanes& L,
+                                                       ChunkStats& nf) {
+  const __m256i exp_mask = _mm256_set1_epi64x(0x7FF0000000000000ll);
+  const __m256i low16 = _mm256_set1_epi64x(0xFFFF);
+  const __m256d inf = _mm256_set1_pd(kInf), ninf = _mm256_set1_pd(-kInf);
+  __m256d mn0 = _mm256_loadu_pd(L.mn), mn1 = _mm256_loadu_pd(L.mn + 4);
+  __m256d mx0 = _mm256_loadu_pd(L.mx), mx1 = _mm256_loadu_pd(L.mx + 4);
+  __m256d s0 = _mm256_loadu_pd(L.s), sv1 = _mm256_loadu_pd(L.s + 4);
+  __m256d q0 = _mm256_loadu_pd(L.q), q1 = _mm256_loadu_pd(L.q + 4);
+  alignas(32) uint64_t key[8], os[8];
+  int64_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    __m256d v0 = load4d<T>(x, i), v1 = load4d<T>(x, i + 4);
+    __m256i nf0 = _mm256_setzero_si256(), nf1 = _mm256_setzero_si256();
+    int nf_mask = 0;
+    if constexpr (kMayBeNonFinite<T>) {
+      nf0 = _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_castpd_si256(v0), exp_mask), exp_mask);
+      nf1 = _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_castpd_si256(v1), exp_mask), exp_mask);
+      nf_mask = _mm256_movemask_pd(_mm256_castsi256_pd(nf0)) | (_mm256_movemask_pd(_mm256_castsi256_pd(nf1)) << 4);
+      if (__builtin_expect(nf_mask != 0, 0)) {
+        alignas(32) double tmp[8];
+        _mm256_store_pd(tmp, v0);
+        _mm256_store_pd(tmp + 4, v1);
+        for (int j = 0; j < 8; ++j)
+          if (nf_mask >> j & 1) count_nonfinite(tmp[j], nf);
+        v0 = _mm256_andnot_pd(_mm256_castsi256_pd(nf0), v0);  // non-finite -> +0.0 for the sums
+        v1 = _mm256_andnot_pd(_mm256_castsi256_pd(nf1), v1);
+      }
+    }
+    if (with_stats) {
+      __m256d a0 = v0, a1 = v1, b0 = v0, b1 = v1;
+      if (__builtin_expect(nf_mask != 0, 0)) {
+        a0 = _mm256_blendv_pd(v0, inf, _mm256_castsi256_pd(nf0));
+        a1 = _mm256_blendv_pd(v1, inf, _mm256_castsi256_pd(nf1));
+        b0 = _mm256_blendv_pd(v0, ninf, _mm256_castsi256_pd(nf0));
+        b1 = _mm256_blendv_pd(v1, ninf, _mm256_castsi256_pd(nf1));
+      }
+      mn0 = _mm256_min_pd(a0, mn0);  // a < lane ? a : lane
+      mn1 = _mm256_min_pd(a1, mn1);
+      mx0 = _mm256_max_pd(b0, mx0);
+      mx1 = _mm256_max_pd(b1, mx1);
+      s0 = _mm256_add_pd(s0, v0);
+      sv1 = _mm256_add_pd(sv1, v1);
+      q0 = _mm256_add_pd(q0, _mm256_mul_pd(v0, v0));
+      q1 = _mm256_add_pd(q1, _mm256_mul_pd(v1, v1));
+    }
+    if (s1) {
+      __m256i o0 = ordered4(v0), o1 = ordered4(v1);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(key), _mm256_andnot_si256(nf0, _mm256_srli_epi64(o0, 48)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(key + 4), _mm256_andnot_si256(nf1, _mm256_srli_epi64(o1, 48)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(os), _mm256_or_si256(_mm256_slli_epi64(o0, 16), low16));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(os + 4), _mm256_or_si256(_mm256_slli_epi64(o1, 16), low16));
+      for (int j = 0; j < 8; ++j) {
+        uint64_t e = tab[key[j]];
+        s1[2 * ((int64_t)(e & 0xFFFFu) + (os[j] >= e)) + (j & 1)]++;
+      }
+    }
+  }
+  _mm256_storeu_pd(L.mn, mn0);
+  _mm256_storeu_pd(L.mn + 4, mn1);
+  _mm256_storeu_pd(L.mx, mx0);
+  _mm256_storeu_pd(L.mx + 4, mx1);
+  _mm256_storeu_pd(L.s, s0);
+  _mm256_storeu_pd(L.s + 4, sv1);
+  _mm256_storeu_pd(L.q, q0);
+  _mm256_storeu_pd(L.q + 4, q1);
+  for (; i < end; ++i) {  // tail: same lanes as the scalar definition
+    double v = Load<T>::get(x, i);
+    if (with_stats) {
+      d_one(v, (int)((i - begin) & 7), L, nf, s1, tab);
+    } else {
+      DLanes dummy = L;
+      d_one(v, (int)((i - begin) & 7), dummy, nf, s1, tab);
+    }
+  }
+}
+
 // TBFAST_DISABLE_SIMD=1 forces the scalar definition (tests compare the two bit for bit).
 // Equal-width bins, numpy-exact, 4 double lanes at a time: the same operations as
 // UniformBins::bucket (subtract, divide, multiply, truncate, one fix-up step against
 // i * step + first), so counts equal the scalar path's. Slot 0 = outside / non-finite.
 template <typename T>
 __attribute__((target("avx2,f16c"))) inline void load_pd8(const T* x, int64_t i, __m256d& a, __m256d& b) {
-  __m256 v = load8<T>(x, i);
-  a = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-  b = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-}
-template <>
-__attribute__((target("avx2,f16c"))) inline void load_pd8<double>(const double* x, int64_t i, __m256d& a,
-                                                                   __m256d& b) {
-  a = _mm256_loadu_pd(x + i);
-  b = _mm256_loadu_pd(x + i + 4);
+  a = load4d<T>(x, i);
+  b = load4d<T>(x, i + 4);
 }
 
 // i * step + first, or `last` at i == n (callers guarantee step != 0)
@@ -378,6 +579,23 @@ void f32_chunk(const T* x, const Chunk& c, int32_t* slots, const EdgeLookup* lk,
 }
 
 template <typename T>
+void d_chunk(const T* x, const Chunk& c, int32_t* slots, const uint64_t* tab, bool with_stats, ChunkStats* out) {
+  DLanes L;
+  dlanes_init(L);
+  ChunkStats nf{0, 0, 0, 0, 0, 0, 0};
+  int32_t* s1 = slots ? slots - 2 : nullptr;
+#ifdef TBF_X86
+  if (cpu_has_avx2()) {
+    d_chunk_avx2<T>(x, c.begin, c.end, s1, tab, with_stats, L, nf);
+  } else
+#endif
+  {
+    d_chunk_scalar<T>(x, c.begin, c.end, s1, tab, L, nf);
+  }
+  if (with_stats) *out = dlanes_finish(L, nf);
+}
+
+template <typename T>
 constexpr bool kIsF32Family = std::is_same<T, float>::value || std::is_same<T, half_bits>::value ||
                               std::is_same<T, bf16_bits>::value;
 
@@ -385,7 +603,12 @@ constexpr bool kIsF32Family = std::is_same<T, float>::value || std::is_same<T, h
 // Driver
 // ======================================================================================
 
-void flush(Scratch& sc, int64_t* row, int64_t num_bins) {
+// Adds the thread's slots into its tensor's row (integer atomics: another thread may
+// flush into the same row) and zeroes them.
+void flush(Scratch& sc, const HistogramParams& p) {
+  if (sc.tensor < 0) return;
+  int64_t* row = p.counts + sc.tensor * p.num_bins;
+  const int64_t num_bins = p.num_bins;
   int32_t* slots = sc.slots.data() + 2;  // skip slot 0
   for (int64_t b = 0; b < num_bins; ++b) {
     int64_t c = (int64_t)slots[2 * b] + slots[2 * b + 1];
@@ -395,6 +618,17 @@ void flush(Scratch& sc, int64_t* row, int64_t num_bins) {
     }
   }
   sc.slots[0] = sc.slots[1] = sc.slots[2 * (num_bins + 1)] = sc.slots[2 * (num_bins + 1) + 1] = 0;
+  sc.tensor = -1;
+  sc.pending = 0;
+}
+
+// Before counting chunk c into the thread's slots: they must hold c's tensor, and room for
+// c's elements in int32. Consecutive chunks of one tensor (the common case: threads take
+// chunks in order) share one flush, so the shared row sees few atomics.
+void claim(Scratch& sc, const HistogramParams& p, const Chunk& c) {
+  if (sc.tensor != c.tensor || sc.pending + (c.end - c.begin) > (int64_t)INT32_MAX) flush(sc, p);
+  sc.tensor = c.tensor;
+  sc.pending += c.end - c.begin;
 }
 
 void reduce_stats(const HistogramParams& p, const std::vector<Chunk>& chunks, const std::vector<ChunkStats>& cs) {
@@ -426,13 +660,16 @@ void run_chunk(const HistogramParams& p, const Chunk& c, Scratch& sc, bool with_
   bool edges = p.mode == kEdges;
   if constexpr (kIsF32Family<T>) {
     if (!slots || (edges && p.lookup->f32_ok)) {
+      if (slots) claim(sc, p, c);
       f32_chunk<T>(x, c, slots, slots ? p.lookup : nullptr, with_stats, out);
-      if (slots) flush(sc, p.counts + c.tensor * p.num_bins, p.num_bins);
       return;
     }
   }
-  if (with_stats) *out = chunk_stats<T>(x, c.begin, c.end);
-  if (!slots) return;
+  // the f64 table (default edges): statistics and buckets in one pass
+  const bool fused = slots && edges && p.lookup->f64_ok;
+  if (slots) claim(sc, p, c);
+  if (with_stats || fused) d_chunk<T>(x, c, fused ? slots : nullptr, fused ? p.lookup->f64 : nullptr, with_stats, out);
+  if (!slots || fused) return;
   if (edges) {
     chunk_count(x, c.begin, c.end, slots, EdgesSlot{p.edges, p.lookup->keys, p.edges[p.num_bins]});
   } else {
@@ -447,15 +684,12 @@ void run_chunk(const HistogramParams& p, const Chunk& c, Scratch& sc, bool with_
     UniformBins u(first, last, p.num_bins);
     int64_t done = c.begin;
 #ifdef TBF_X86
-    if constexpr (kIsF32Family<T> || std::is_same<T, double>::value) {
-      // n < 2^31 keeps slots in int32 lanes; step == 0 (underflowing ranges) stays scalar
-      if (cpu_has_avx2() && u.step != 0.0 && p.num_bins < (int64_t(1) << 30))
-        done = uniform_chunk_avx2<T>(x, c.begin, c.end, slots, u);
-    }
+    // n < 2^31 keeps slots in int32 lanes; step == 0 (underflowing ranges) stays scalar
+    if (cpu_has_avx2() && u.step != 0.0 && p.num_bins < (int64_t(1) << 30))
+      done = uniform_chunk_avx2<T>(x, c.begin, c.end, slots, u);
 #endif
     chunk_count(x, done, c.end, slots, UniformSlot{u});
   }
-  flush(sc, p.counts + c.tensor * p.num_bins, p.num_bins);
 }
 
 int run(const HistogramParams& p, bool with_stats, bool with_counts) {
@@ -481,6 +715,8 @@ int run(const HistogramParams& p, bool with_stats, bool with_counts) {
     ChunkStats* out = with_stats ? &cs[i] : nullptr;
     TBF_DTYPE_SWITCH(q.dtypes[c.tensor], scalar_t, run_chunk<scalar_t>(q, c, scratch[tid], with_stats, out));
   });
+  if (with_counts)
+    for (auto& s : scratch) flush(s, q);
   if (with_stats) reduce_stats(p, chunks, cs);
   return kOk;
 }
@@ -535,6 +771,38 @@ void build_f32_lookup(const double* edges, int64_t num_edges, EdgeLookup* lk) {
   }
 }
 
+double double_from_ordered(uint64_t o) {
+  uint64_t b = (o >> 63) ? (o ^ (uint64_t(1) << 63)) : ~o;
+  double d;
+  memcpy(&d, &b, 8);
+  return d;
+}
+
+void build_f64_lookup(const double* edges, int64_t num_edges, EdgeLookup* lk) {
+  // Thresholds as ordered bits (non-decreasing): v counts edge i iff ord(v) >= t[i]; the
+  // last edge counts only above it (closed last bin).
+  std::vector<uint64_t> t(num_edges);
+  for (int64_t i = 0; i < num_edges; ++i) {
+    double e = i + 1 < num_edges ? edges[i] : std::nextafter(edges[i], kInf);
+    t[i] = ordered_bits(e + 0.0);
+  }
+  lk->f64_ok = num_edges + 2 <= 0xFFFF;
+  lk->reserved2 = 0;
+  for (int64_t k = 0; k < kLookupSize; ++k) {
+    uint64_t lo_ord = (uint64_t)k << 48;
+    if (!is_finite(double_from_ordered(lo_ord))) {  // keys holding only Inf/NaN patterns: slot 0
+      lk->f64[k] = 0;
+      continue;
+    }
+    int64_t base = std::lower_bound(t.begin(), t.end(), lo_ord) - t.begin();  // t < lo
+    int64_t end = k + 1 < kLookupSize
+                      ? std::lower_bound(t.begin(), t.end(), (uint64_t)(k + 1) << 48) - t.begin()
+                      : num_edges;
+    if (end - base > 1) lk->f64_ok = 0;
+    lk->f64[k] = end > base ? ((t[base] << 16) | (uint64_t)((base + 1) & 0xFFFF)) : (uint64_t)(base & 0xFFFF);
+  }
+}
+
 }  // namespace
 
 void build_edge_lookup(const double* edges, int64_t num_edges, EdgeLookup* lookup) {
@@ -548,6 +816,7 @@ void build_edge_lookup(const double* edges, int64_t num_edges, EdgeLookup* looku
     lookup->keys[k].edge = f > e ? edges[e] : kInf;
   }
   build_f32_lookup(edges, num_edges, lookup);
+  build_f64_lookup(edges, num_edges, lookup);
 }
 
 int histogram_stats_cpu(const HistogramParams& p) { return run(p, true, false); }
