@@ -257,7 +257,7 @@ def _native_cuda(job):
                            dtypes=base + 8 * (3 * T + 1), num_chunks=num_chunks, mode=spec.mode, num_bins=B,
                            edges=edges_ptr, lookup=lookup_ptr, ranges=ranges_ptr, counts=out.counts.data_ptr(),
                            stats=out.stats.data_ptr(), nonfinite=out.nonfinite.data_ptr(), scratch=scratch.data_ptr(),
-                           scratch_bytes=nbytes, stream=job.stream)
+                           scratch_bytes=nbytes, stream=job.stream, device=job.device_index)
 
 
 def _numba_cpu(job):

@@ -304,7 +304,7 @@ def _grid_native_cuda(plan):
                         cols=plan.cols, rows=plan.rows, padding=plan.padding, out_height=plan.out_height,
                         out_width=plan.out_width, out_row_stride=plan.out_width * plan.out_channels,
                         pad_byte=plan.pad_byte, norm=norm, lo=lo, hi=hi, ranges=ranges.data_ptr(),
-                        out=out.data_ptr(), stream=plan.stream)
+                        out=out.data_ptr(), stream=plan.stream, device=dev.index)
     plan.out = out
 
 

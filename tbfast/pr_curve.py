@@ -662,7 +662,8 @@ def _native_cuda(job):
                       weight_scalar=float(job.weight_scalar), num_rows=job.num_rows, num_classes=job.num_classes,
                       num_thresholds=job.num_thresholds, label_mode=job.label_mode, prob_mode=job.prob_mode,
                       counts=_ptr(state.counts), wsums=_ptr(state.sums), bad=_ptr(state.bad),
-                      scratch=scratch.data_ptr(), scratch_bytes=nbytes, stream=job.stream)
+                      scratch=scratch.data_ptr(), scratch_bytes=nbytes, stream=job.stream,
+                      device=job.device[1])
 
 
 def _numba_cuda(job):

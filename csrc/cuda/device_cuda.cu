@@ -42,6 +42,12 @@ void cuda_record_error(int code, const char* where) {
   snprintf(last_error, sizeof last_error, "%s: %s (cudaError %d)", where, cudaGetErrorString((cudaError_t)code), code);
 }
 
+int cuda_set_device(int device) {
+  int current = -1;
+  if (cudaGetDevice(&current) == cudaSuccess && current == device) return 0;
+  return (int)cudaSetDevice(device);
+}
+
 int cuda_probe(void* stream, int* result) {
   int* d = nullptr;
   cudaError_t err = cudaMalloc(&d, sizeof(int));

@@ -39,14 +39,14 @@ static PyObject* scratch_bytes(PyObject*, PyObject* args, PyObject* kw) {
 static PyObject* histogram_cuda(PyObject*, PyObject* args, PyObject* kw) {
   static const char* kwlist[] = {"num_tensors", "data", "numels", "dtypes", "chunk_offsets", "num_chunks", "mode",
                                  "num_bins", "edges", "lookup", "ranges", "counts", "stats", "nonfinite", "scratch",
-                                 "scratch_bytes", "stream", nullptr};
+                                 "scratch_bytes", "stream", "device", nullptr};
   long long num_tensors, num_chunks, num_bins, scratch_bytes;
   unsigned long long data, numels, dtypes, chunk_offsets, edges, lookup, ranges, counts, stats, nonfinite, scratch,
       stream;
-  int mode;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "$LKKKKLiLKKKKKKKLK", (char**)kwlist, &num_tensors, &data, &numels,
+  int mode, device;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "$LKKKKLiLKKKKKKKLKi", (char**)kwlist, &num_tensors, &data, &numels,
                                    &dtypes, &chunk_offsets, &num_chunks, &mode, &num_bins, &edges, &lookup, &ranges,
-                                   &counts, &stats, &nonfinite, &scratch, &scratch_bytes, &stream))
+                                   &counts, &stats, &nonfinite, &scratch, &scratch_bytes, &stream, &device))
     return nullptr;
   const char* op = "histogram_cuda";
   if (const char* why = check_sizes(num_tensors, num_chunks, num_bins)) return tbfast::tbf_bad(op, why);
@@ -82,7 +82,7 @@ static PyObject* histogram_cuda(PyObject*, PyObject* args, PyObject* kw) {
   if (scratch_bytes < tbfast::histogram_cuda_scratch_bytes(p))
     return tbfast::tbf_bad(op, "scratch_bytes < histogram_cuda_scratch_bytes(...)");
   if (scratch % 16) return tbfast::tbf_bad(op, "scratch is not 16-byte aligned");
-  int st = tbfast::tbf_run([&] { return tbfast::histogram_cuda(p); });
+  int st = tbfast::tbf_run([&] { return tbfast::cuda_on_device(device, [&] { return tbfast::histogram_cuda(p); }); });
   if (st == tbfast::kCudaError) return tbfast::tbf_raise(st, op, tbfast::cuda_last_error_message());
   if (st) return tbfast::tbf_raise(st, op);
   Py_RETURN_NONE;

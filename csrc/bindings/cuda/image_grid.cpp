@@ -9,14 +9,14 @@
 static PyObject* image_grid_cuda(PyObject*, PyObject* args, PyObject* kw) {
   static const char* kwlist[] = {"num_images", "data", "strides", "dtype", "channels", "out_channels", "height",
                                  "width", "cols", "rows", "padding", "out_height", "out_width", "out_row_stride",
-                                 "pad_byte", "norm", "lo", "hi", "ranges", "out", "stream", nullptr};
+                                 "pad_byte", "norm", "lo", "hi", "ranges", "out", "stream", "device", nullptr};
   long long n, channels, out_channels, height, width, cols, rows, padding, out_height, out_width, stride;
   unsigned long long data, strides, ranges, out, stream;
-  int dtype, pad_byte, norm;
+  int dtype, pad_byte, norm, device;
   double lo, hi;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "$LKKiLLLLLLLLLLiiddKKK", (char**)kwlist, &n, &data, &strides, &dtype,
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "$LKKiLLLLLLLLLLiiddKKKi", (char**)kwlist, &n, &data, &strides, &dtype,
                                    &channels, &out_channels, &height, &width, &cols, &rows, &padding, &out_height,
-                                   &out_width, &stride, &pad_byte, &norm, &lo, &hi, &ranges, &out, &stream))
+                                   &out_width, &stride, &pad_byte, &norm, &lo, &hi, &ranges, &out, &stream, &device))
     return nullptr;
   const char* op = "image_grid_cuda";
   if (n < 1 || !data || !strides || !out || height < 1 || width < 1 || cols < 1 || rows < 1 || padding < 0 ||
@@ -49,7 +49,7 @@ static PyObject* image_grid_cuda(PyObject*, PyObject* args, PyObject* kw) {
   p.out = tbf_ptr<uint8_t>(out);
   p.num_threads = 1;
   p.stream = tbf_ptr<void>(stream);
-  int st = tbfast::tbf_run([&] { return tbfast::image_grid_cuda(p); });
+  int st = tbfast::tbf_run([&] { return tbfast::cuda_on_device(device, [&] { return tbfast::image_grid_cuda(p); }); });
   if (st) return tbfast::tbf_raise(st, op, st == tbfast::kCudaError ? tbfast::cuda_last_error_message() : nullptr);
   Py_RETURN_NONE;
 }

@@ -17,16 +17,16 @@ static PyObject* pr_curve_cuda(PyObject*, PyObject* args, PyObject* kw) {
   static const char* kwlist[] = {"predictions", "pred_dtype", "labels", "label_dtype", "weights", "weight_dtype",
                                  "weight_scalar", "num_rows", "num_classes", "num_thresholds", "label_mode",
                                  "prob_mode", "counts", "wsums", "bad", "scratch", "scratch_bytes", "stream",
-                                 nullptr};
+                                 "device", nullptr};
   tbfast::PRCurveParams p{};
   unsigned long long predictions, labels, weights, counts, wsums, bad, scratch, stream;
-  int pred_dtype, label_dtype, weight_dtype, label_mode, prob_mode;
+  int pred_dtype, label_dtype, weight_dtype, label_mode, prob_mode, device;
   double weight_scalar;
   long long num_rows, num_classes, num_thresholds, scratch_bytes;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "$KiKiKidLLLiiKKKKLK", (char**)kwlist, &predictions, &pred_dtype,
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "$KiKiKidLLLiiKKKKLKi", (char**)kwlist, &predictions, &pred_dtype,
                                    &labels, &label_dtype, &weights, &weight_dtype, &weight_scalar, &num_rows,
                                    &num_classes, &num_thresholds, &label_mode, &prob_mode, &counts, &wsums, &bad,
-                                   &scratch, &scratch_bytes, &stream))
+                                   &scratch, &scratch_bytes, &stream, &device))
     return nullptr;
   const char* op = "pr_curve_cuda";
   if (const char* why = check_sizes(num_rows, num_classes, num_thresholds)) return tbfast::tbf_bad(op, why);
@@ -58,7 +58,7 @@ static PyObject* pr_curve_cuda(PyObject*, PyObject* args, PyObject* kw) {
   if (need < 0) return tbfast::tbf_bad(op, "num_classes * num_thresholds is too large");
   if (scratch_bytes < need || (need > 0 && !scratch))
     return tbfast::tbf_bad(op, "scratch is smaller than pr_curve_cuda_scratch_bytes()");
-  int st = tbfast::tbf_run([&] { return tbfast::pr_curve_cuda(p); });
+  int st = tbfast::tbf_run([&] { return tbfast::cuda_on_device(device, [&] { return tbfast::pr_curve_cuda(p); }); });
   if (st) return tbfast::tbf_raise(st, op, st == tbfast::kCudaError ? tbfast::cuda_last_error_message() : nullptr);
   Py_RETURN_NONE;
 }
