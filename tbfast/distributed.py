@@ -194,7 +194,7 @@ def add_module_histograms(writer, module, global_step=None, walltime=None, param
     for all of them; tags as :meth:`tbfast.SummaryWriter.add_module_histograms`."""
     from .histogram_logging import module_named_tensors
 
-    named = module_named_tensors(module, parameters, gradients, prefix)
+    named = module_named_tensors(module, parameters, gradients, prefix, sharded=True)
     add_histograms(writer, named, global_step, walltime, bins=bins, max_bins=max_bins, group=group)
 
 

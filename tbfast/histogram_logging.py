@@ -233,19 +233,23 @@ class HistogramLogging(SummarySink):
         one call per device. Parameters without a gradient are skipped. A sharded module
         (FSDP2 / DTensor parameters) needs ``group``: then every rank calls and the full
         parameters are histogrammed with one collective; rank 0 of the group writes."""
-        named = module_named_tensors(module, parameters, gradients, prefix)
+        named = module_named_tensors(module, parameters, gradients, prefix, sharded=group is not None)
         if named:
             self.add_histograms(named, global_step, walltime, bins=bins, max_bins=max_bins, stream=stream,
                                 group=group)
 
 
-def module_named_tensors(module, parameters=True, gradients=True, prefix=""):
+def module_named_tensors(module, parameters=True, gradients=True, prefix="", sharded=False):
     """[(tag, tensor)] of a module's parameters and existing gradients, tags
-    ``<prefix>parameters/<name>`` and ``<prefix>gradients/<name>``."""
+    ``<prefix>parameters/<name>`` and ``<prefix>gradients/<name>``. ``sharded`` (a group
+    is given): the same tags on every rank, so a parameter that requires a gradient but
+    has none on this rank (FSDP1's empty local pieces) contributes an empty gradient."""
     named = []
     for name, p in module.named_parameters():
         if parameters:
             named.append((f"{prefix}parameters/{name}", p))
         if gradients and p.grad is not None:
             named.append((f"{prefix}gradients/{name}", p.grad))
+        elif gradients and sharded and p.requires_grad:
+            named.append((f"{prefix}gradients/{name}", p.detach().reshape(-1)[:0]))
     return named

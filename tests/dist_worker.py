@@ -74,6 +74,19 @@ def run(rank, world, port, outdir):
     res["fsdp_full"] = {n: p.full_tensor().detach().clone() for n, p in model.named_parameters()}
     res["fsdp_grads"] = {n: p.grad.full_tensor().detach().clone() for n, p in model.named_parameters()}
 
+    # FSDP1 with use_orig_params=True: each rank holds flat pieces (some empty, without grads)
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    torch.manual_seed(SEED)
+    plain = torch.nn.Sequential(torch.nn.Linear(9, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
+    res["fsdp1_state"] = {n: p.detach().clone() for n, p in plain.named_parameters()}
+    fsdp1 = FSDP(plain, device_id=torch.device("cpu"), use_orig_params=True)
+    fsdp1(torch.randn(4, 9, generator=torch.Generator().manual_seed(7))).sum().backward()
+    w1 = tbfast.SummaryWriter(os.path.join(outdir, "runs", "fsdp1")) if rank == 0 else None
+    tbfast.distributed.add_module_histograms(w1, fsdp1, 1, group=True)
+    if w1 is not None:
+        w1.close()
+
     # sharded evaluation: each rank holds a part of the predictions
     g = torch.Generator().manual_seed(SEED)
     n = 1001

@@ -92,8 +92,9 @@ def _single_process_model(full, grads):
     return model
 
 
-def _compare_event_files(got_dir, want_dir):
-    got, want = values_by_tag(got_dir), values_by_tag(want_dir)
+def _compare_event_files(got_dir, want_dir, rename=lambda tag: tag):
+    got = {rename(k): v for k, v in values_by_tag(got_dir).items()}
+    want = values_by_tag(want_dir)
     assert sorted(got) == sorted(want) and want
     for tag in want:
         for (gs, gv), (ws, wv) in zip(got[tag], want[tag]):
@@ -116,6 +117,21 @@ def test_fsdp2_parameters_and_gradients_written_by_rank_0(run, tmp_path):
         w.add_module_histograms(model, 2, bins=11)
     _compare_event_files(out / "runs" / "fsdp", tmp_path / "single")
     assert not any((out / "runs").glob("fsdp*/**/rank1*"))
+
+
+def test_fsdp1_flat_parameter_pieces(run, tmp_path):
+    world, out, ranks = run
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(9, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(ranks[0]["fsdp1_state"][name])
+    # every rank ran the same batch, so FSDP1's averaged gradients are this one's
+    model(torch.randn(4, 9, generator=torch.Generator().manual_seed(7))).sum().backward()
+    with tbfast.SummaryWriter(str(tmp_path / "single")) as w:
+        w.add_module_histograms(model, 1)
+    _compare_event_files(out / "runs" / "fsdp1", tmp_path / "single",
+                         rename=lambda tag: tag.replace("_fsdp_wrapped_module.", ""))
 
 
 @pytest.mark.parametrize("weighted", [False, True])
