@@ -282,6 +282,128 @@ def test_simd_and_scalar_paths_agree_bit_for_bit():
     runs = outputs_with_and_without_simd(SIMD_SCRIPT)
     assert runs[0] == runs[1] and len(runs[0]) > 1000
 
+
+# The AVX2 paths beyond float32 probabilities: float16/bfloat16/float64 probabilities,
+# weighted sums (per-row float32/float64 weights, a scalar weight, bad weights), and logits
+# (softmax, sigmoid) whose float32 approximation must give the scalar float64 buckets: rows
+# built to sit on or within float32 rounding of a bucket boundary, ties, logits beyond
+# +-64, saturated sigmoids, NaN/Inf. Printed so that the AVX2 and scalar runs are compared
+# bit for bit (probabilities are checked against the reference backend as well).
+SIMD_SCRIPT_2 = r"""
+import hashlib
+import numpy as np, torch
+import tbfast
+rng = np.random.default_rng(23)
+out = []
+def state(acc):
+    sd = acc.state_dict()
+    return np.concatenate([np.asarray(sd["buckets"], dtype=np.float64).ravel(), np.asarray(sd["bad"], np.float64)])
+def record(a):
+    out.append(hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()[:12])
+def probs(n, c, t, dtype, bad):
+    k = rng.integers(0, t, (n, c))
+    x = np.where(rng.random((n, c)) < 0.5, rng.random((n, c)), k / (t - 1))
+    x = np.where(rng.random((n, c)) < 0.2, np.nextafter(x, 2), x).clip(0, 1)
+    x[rng.random((n, c)) < 0.02] = -0.0
+    if bad:
+        for v in (np.nan, -1e-30, 1.0000001, np.inf, 2.0):
+            x[rng.random((n, c)) < 0.001] = v
+    return torch.from_numpy(x).to(dtype)
+def logits(n, c, t, dtype, bad, mode):
+    x = rng.standard_normal((n, c)) * 3
+    if t < 4:
+        pass
+    elif mode == "multiclass" and c > 1:
+        # p_0 = 1 / (1 + sum_j exp(x_j - x_0)): put p_0 on or next to k / (t - 1)
+        rows = rng.random(n) < 0.3
+        q = rng.integers(1, t - 1, n) / (t - 1) * (1 + rng.choice([0, 1e-7, -1e-7, 3e-6], n))
+        rest = np.log(np.exp(x[:, 1:]).sum(axis=1))
+        x[rows, 0] = (rest + np.log(q / (1 - q)))[rows]
+        x[rng.random(n) < 0.05] = 1.5  # ties: p = 1 / c
+    else:
+        q = rng.integers(1, t - 1, (n, c)) / (t - 1) * (1 + rng.choice([0, 1e-7, -1e-7, 3e-6], (n, c)))
+        x = np.where(rng.random((n, c)) < 0.3, np.log(q / (1 - q)), x)
+        x[rng.random((n, c)) < 0.03] = rng.choice([36.0, 37.5, 38.0, 40.0, 64.0, 100.0, -100.0, -64.0, 1e30, -1e30])
+    x[rng.random((n, c)) < 0.01] = rng.choice([70.0, -70.0, 200.0])  # beyond +-64
+    if bad:
+        x[rng.random((n, c)) < 0.002] = np.nan
+        x[rng.random((n, c)) < 0.002] = np.inf
+    return torch.from_numpy(x).to(dtype)
+def weights(n, kind):
+    if kind is None:
+        return None
+    if kind == "scalar":
+        return 0.75
+    w = rng.random(n) * 3
+    w[rng.random(n) < 0.002] = -1.0
+    w[rng.random(n) < 0.002] = np.nan
+    return torch.from_numpy(w).to(kind)
+def run(preds, labels, t, c, mode, logit, w, check_reference):
+    res = []
+    for be in (("native", "reference") if check_reference else ("native",)):
+        acc = tbfast.PRCurveAccumulator(t, None if mode == "binary" else c, mode == "multilabel", logits=logit,
+                                        backend=be)
+        res.append(state(acc.update(preds, labels, weights=w)))
+    if check_reference:
+        assert np.array_equal(res[0], res[1]), (preds.dtype, preds.shape, t, c, mode, logit)
+    record(res[0])
+for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+    for c in (1, 3, 10, 17):
+        for n in ((9, 65536 + 13) if c in (1, 10) else (301,)):
+            for t in ((2, 127, 2049, 5000) if n < 100 else (127,)):
+                for bad in (False, True):
+                    for wk in (None, torch.float64, torch.float32, "scalar"):
+                        p = probs(n, c, t, dtype, bad)
+                        idx = torch.from_numpy(rng.integers(0, c, n))
+                        m = torch.from_numpy(rng.random((n, c)) < 0.3)
+                        if c == 1:
+                            run(p.reshape(-1), m.reshape(-1), t, c, "binary", False, weights(n, wk), True)
+                            continue
+                        run(p, idx, t, c, "multiclass", False, weights(n, wk), True)
+                        run(p, m.to(torch.int64), t, c, "multilabel", False, weights(n, wk), True)
+                        if wk is None or wk is torch.float64:
+                            lg = logits(n, c, t, dtype, bad, "multiclass")
+                            run(lg, idx, t, c, "multiclass", True, weights(n, wk), False)
+                            onehot = torch.nn.functional.one_hot(idx, c)
+                            run(lg, onehot, t, c, "multiclass", True, weights(n, wk), False)
+                            lg = logits(n, c, t, dtype, bad, "multilabel")
+                            run(lg, m, t, c, "multilabel", True, weights(n, wk), False)
+print(" ".join(out))
+"""
+
+
+def test_simd_and_scalar_paths_agree_bit_for_bit_every_dtype_weights_logits():
+    require_backend("pr_curve", "native")
+    runs = outputs_with_and_without_simd(SIMD_SCRIPT_2)
+    assert runs[0] == runs[1] and len(runs[0].split()) > 300
+
+
+@pytest.mark.parametrize("prob", ("softmax", "sigmoid"))
+@pytest.mark.parametrize("pdtype", (torch.float32, torch.float64, torch.float16))
+def test_logits_on_bucket_boundaries_match_oracle(prob, pdtype):
+    # probabilities within float32 rounding of k / (T - 1): the SIMD path must recheck them
+    rng = np.random.default_rng(31)
+    n, c, t = 3000, 3, 101
+    q = rng.integers(1, t - 1, (n, c)) / (t - 1) * (1 + rng.choice([0, 1e-7, -1e-7, 1e-6], (n, c)))
+    if prob == "softmax":
+        x = rng.standard_normal((n, c))
+        rest = np.log(np.exp(x[:, 1:]).sum(axis=1))
+        x[:, 0] = rest + np.log(q[:, 0] / (1 - q[:, 0]))
+        x[::7] = 0.25  # ties
+        x[5::11, 1] = 80.0  # beyond +-64: the scalar code
+        labels = rng.integers(0, c, n)
+        got = P.pr_curve(labels, torch.from_numpy(x).to(pdtype), t, logits=True).data
+        want, bad = oracle.curves(torch.from_numpy(x).to(pdtype).double().numpy(), labels, t, label_index=True,
+                                  prob="softmax")
+    else:
+        x = np.log(q / (1 - q))
+        x[::13] = rng.choice([37.0, 38.0, 45.0, 100.0, -100.0], x[::13].shape)
+        labels = (rng.random((n, c)) < 0.5).astype(np.int64)
+        got = P.pr_curve(labels, torch.from_numpy(x).to(pdtype), t, mode="multilabel", logits=True).data
+        want, bad = oracle.curves(torch.from_numpy(x).to(pdtype).double().numpy(), labels, t, prob="sigmoid")
+    assert not any(bad.values())
+    np.testing.assert_array_equal(got, want)
+
 # ---- bad input --------------------------------------------------------------------------
 
 
