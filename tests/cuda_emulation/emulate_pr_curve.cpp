@@ -2,15 +2,16 @@
 // csrc/cpu/pr_curve_cpu.cpp on random configurations: every prediction / label dtype, binary and
 // multi-class, label matrix and class indices, probabilities / softmax / sigmoid, weighted
 // (scalar, float32, float64 weights) and unweighted, shared and global counters, bad values.
-// Counts and bad counts must be equal; weighted sums equal to float64 rounding, and bit-identical
-// between two CUDA runs on different emulated devices (grid sizes) and schedules.
+// Counts and bad counts must be equal. Weighted sums: with a scalar weight, exactly the kernel's
+// contract (start + the exact sum of the weights truncated to multiples of 2^-64, rounded once);
+// always within the float64 error bound of the CPU's sums; and bit-identical between two CUDA runs
+// on different emulated devices (grid sizes) and schedules. Every call must enqueue on the given
+// stream only, without synchronising or allocating.
 //
 //   emulate_pr_curve [--iters N] [--seed S] [-v]     exit status 1 on any mismatch
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,23 +19,6 @@
 #include "cuda_sim.h"
 #include "cuda/device_cuda.h"
 #include "pr_curve.h"
-
-// The CPU reference's AVX2 weighted path (csrc/cpu/pr_curve_cpu.cpp, block_simd) stores through
-// __m256i pointers made from std::vector<int32_t>::data() (Scratch::bmin / bmax); GCC compiles
-// those stores to 32-byte aligned vmovdqa, and glibc's malloc only promises 16 bytes, so the CPU
-// kernel crashes at random. That is a CPU-kernel bug, outside what this driver tests: every
-// operator new of this program returns 64-byte aligned memory so that the reference runs.
-static void* aligned_new(size_t n) {
-  void* p = aligned_alloc(64, (n + 63) / 64 * 64 + (n == 0 ? 64 : 0));
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-void* operator new(size_t n) { return aligned_new(n); }
-void* operator new[](size_t n) { return aligned_new(n); }
-void operator delete(void* p) noexcept { free(p); }
-void operator delete[](void* p) noexcept { free(p); }
-void operator delete(void* p, size_t) noexcept { free(p); }
-void operator delete[](void* p, size_t) noexcept { free(p); }
 
 using namespace tbfast;
 
