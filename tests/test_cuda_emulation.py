@@ -260,21 +260,8 @@ def _tail(text, n=60):
 # Bugs the emulation found in a CUDA kernel (not fixed here). The test that shows one is
 # xfail(strict=True): it fails today, and once the kernel is fixed it passes, which fails the run
 # until the entry is removed. A variant that sidesteps the bug keeps testing the rest meanwhile.
-HISTOGRAM_SMEM_BUG = (
-    "csrc/cuda/histogram_cuda.cu: launch_count (line 726, `smem > kDefaultDynSmem`) and kernel_smem (line 677, "
-    "dyn_limit starts at kDefaultDynSmem) take 48 KiB as the dynamic shared memory a kernel may use without "
-    "cudaFuncSetAttribute, but the runtime allows 48 KiB minus the kernel's static shared memory (count_kernel's "
-    "Stats red[2][kWarps]: 1024 bytes), i.e. 48128. With the float32 table (kEdges, <= 4094 bins) "
-    "choose_replicas fills up to 48 KiB: user edges with 479-510, 959-1022, 1919-2046 or 3839-4094 bins need "
-    "48129..49152 bytes (1000 bins: 32768 + 4 x 1002 x 4 = 48800), get no opt-in, and the launch fails with "
-    "cudaErrorInvalidValue: histogram_cuda returns kCudaError 'histogram_cuda: count kernel launch: invalid "
-    "argument' (unless an earlier call on that device raised the limit)")
-
-# The failure lines (driver output indented by 4) the bug produces; a failure with any other line
-# is an ordinary failure, not the known bug.
-HISTOGRAM_SMEM_BUG_LINES = (r"CUDA run \d \(device \d\) returned 7"
-                            r"|CUDA run \d \(device \d\): a launch failed \(see the cuda_sim message above\) cuda "
-                            r"error: histogram_cuda: count kernel launch: invalid argument \(cudaError 1\)")
+# (none open) The histogram kernel's dynamic shared-memory limit without an opt-in (48 KiB
+# minus the kernel's static shared memory, not 48 KiB) was found here and fixed.
 
 
 class KnownKernelBug(Exception):
@@ -286,10 +273,7 @@ class KnownKernelBug(Exception):
 CASES = {
     "pr_curve": ("pr_curve", [], 120, 11, 240, None),
     "image_grid": ("image_grid", [], 150, 12, 240, None),
-    "histogram": ("histogram", [], 60, 13, 300, (HISTOGRAM_SMEM_BUG, HISTOGRAM_SMEM_BUG_LINES)),
-    # the same with a runtime that would allow 48 KiB of dynamic shared memory next to static
-    # memory (no GPU does): everything but the bug above stays tested
-    "histogram-lenient-48k": ("histogram", ["--lenient-smem-default"], 60, 14, 300, None),
+    "histogram": ("histogram", [], 60, 13, 300, None),
 }
 
 

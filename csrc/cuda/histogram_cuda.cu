@@ -674,7 +674,7 @@ int kernel_smem(int dev, int need, int* sms, int* max_dyn) {
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&d.optin_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
     if (err != cudaSuccess) return fail(err, "histogram_cuda: cudaDeviceGetAttribute");
     for (int i = 0; i < 4; ++i) {
-      d.dyn_limit[i] = kDefaultDynSmem;
+      d.dyn_limit[i] = -1;  // set with the kernel's static size: the default is 48 KB minus it
       d.static_smem[i] = -1;
     }
     d.ready = true;
@@ -685,6 +685,8 @@ int kernel_smem(int dev, int need, int* sms, int* max_dyn) {
     if (err != cudaSuccess) return fail(err, "histogram_cuda: cudaFuncGetAttributes");
     d.static_smem[v] = (int)attr.sharedSizeBytes;
   }
+  // Without an opt-in a block may use 48 KB of shared memory in all, static included.
+  if (d.dyn_limit[v] < 0) d.dyn_limit[v] = kDefaultDynSmem - d.static_smem[v];
   *sms = d.sms;
   *max_dyn = d.optin_smem - d.static_smem[v];
   if (need > d.dyn_limit[v]) {
@@ -723,11 +725,9 @@ int launch_count(KParams kp, int dev, cudaStream_t stream) {
   if (kBin != kBinNone) {
     kp.replicas = choose_replicas(kp.num_bins, table, max_dyn, &kp.replica_shift);
     smem = table + (int)((kp.num_bins + 2) * kp.replicas * (int64_t)sizeof(int32_t));
-    if (smem > kDefaultDynSmem) {
-      st = kernel_smem<kBin, kStats>(dev, smem, &sms, &max_dyn);
-      if (st != kOk) return st;
-    }
   }
+  st = kernel_smem<kBin, kStats>(dev, smem, &sms, &max_dyn);  // opts in when smem + static > 48 KB
+  if (st != kOk) return st;
   auto fn = count_kernel<kBin, kStats>;
   int per_sm = 0;
   cudaError_t err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kThreads, smem);
