@@ -16,7 +16,7 @@ import time
 
 from . import harness
 
-SUITES = ("histogram", "pr_curve", "image", "distributed", "gpu")
+SUITES = ("histogram", "pr_curve", "image", "distributed", "gpu", "floor")
 
 
 def _targets(rows):
@@ -72,6 +72,8 @@ def _floor_targets(rows):
             out.append((f"GPU PR / read time ({r['case'][:28]})", r["vs_copy"], 2.0))
         if r["suite"] == "gpu" and r["impl"].endswith("syncs/launches"):
             out.append((f"GPU host syncs: {r['impl'].split(' syncs')[0]} ({r['case'][:24]})", r["host_syncs"], 0))
+        if r["suite"] == "floor" and "limit" in r and r.get("metric") in r:  # CPU: x read-once / x float32
+            out.append((f"CPU {r['case'][:34]} {r['metric']}", r[r["metric"]], r["limit"]))
     return out
 
 

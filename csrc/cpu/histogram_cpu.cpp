@@ -1,20 +1,30 @@
 // CPU histogram kernels (see csrc/histogram.h for the semantics).
 //
 // Work split: every tensor is cut into fixed chunks of kChunk elements; the chunks of all
-// tensors form one work list that threads take from an atomic counter. A thread buckets a
-// chunk into its private scratch histogram, then adds it into the tensor's row with
-// integer atomics (exact and order-free). Each chunk's float statistics go to their own
+// tensors form one work list that threads take from an atomic counter. A thread buckets its
+// chunks into a private scratch histogram (int32 counters) and adds it into the tensor's
+// row with integer atomics (exact and order-free) when it moves to another tensor, before
+// its counters could overflow, and at the end: consecutive chunks of one tensor (threads
+// take chunks in order) share one flush. Each chunk's float statistics go to their own
 // slot and are reduced per tensor in chunk order afterwards, so sums are deterministic
 // whatever the number of threads. The private scratch histograms together stay under
 // kScratchBudgetBytes (csrc/cpu/parallel.h): huge bin counts run on fewer threads, which
 // changes no count and no sum.
 //
-// Two inner loops:
+// Inner loops (each with AVX2 when the CPU has it, else scalar code that computes the same
+// statistic lanes in the same order, so no result depends on the CPU; tests compare the two
+// bit for bit):
 //  * float32 / float16 / bfloat16 with edges whose float32 lookup is valid (the default
-//    edges): statistics in 8 fixed lanes (AVX2 when the CPU has it, else scalar code that
-//    computes the same lanes, so the result does not depend on the CPU) and an
-//    integer-only bucket: ordered bits -> one table load -> two compares.
-//  * everything else: values loaded as double, EdgeKey lookup or the uniform formula.
+//    edges): statistics in 8 fixed lanes and an integer-only bucket: ordered bits -> one
+//    table load -> one compare.
+//  * every other dtype (float64, integers, bool) and the float32 family when its table
+//    cannot take the edges: values converted to double exactly as Load<T> does (AVX2
+//    int -> double conversions that round like a cast), statistics in 8 double lanes, and
+//    with edges whose f64 table is valid (the default edges) the bucket fused in the same
+//    way: ordered bits of the double -> one table load -> one compare.
+//  * otherwise (dense user edges, uniform bins): the statistics as above, then the
+//    EdgeKey lookup with binary search inside a key, or the uniform formula (AVX2 for 8
+//    values at a time).
 #include <algorithm>
 #include <climits>
 #include <cmath>
