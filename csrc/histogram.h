@@ -58,6 +58,9 @@ struct EdgeKey {
 //    none), so slot + 1 = B + (((ord << 16) | 0xFFFF) >= entry): integer ops only (see
 //    csrc/cpu/histogram_cpu.cpp). Valid only when every key holds at most one threshold and B fits 16 bits
 //    (f64_ok), true for the default edges. Keys of NaN/Inf patterns give slot 0.
+//  * h16 (CPU only, appended too): for 16-bit floats, the slot of every float16 (row 0)
+//    and bfloat16 (row 1) bit pattern straight away (0 for NaN/Inf), from the f32 table.
+//    Valid when f32_ok and the slots fit 16 bits (h16_ok).
 struct EdgeLookup {
   EdgeKey keys[kLookupSize];
   uint64_t f32[kLookupSize];
@@ -65,7 +68,8 @@ struct EdgeLookup {
   uint32_t reserved;
   uint64_t f64[kLookupSize];
   uint32_t f64_ok;
-  uint32_t reserved2;
+  uint32_t h16_ok;
+  uint16_t h16[2][kLookupSize];
 };
 
 

@@ -454,6 +454,34 @@ def test_double_path_simd_and_scalar_agree_bit_for_bit():
     assert runs[0] == runs[1] and len(runs[0]) > 10000
 
 
+H16_SCRIPT = r"""
+import numpy as np, torch, tbfast
+out = []
+rng = np.random.default_rng(3)
+patterns = np.arange(65536, dtype=np.uint16)
+for dtype in (torch.float16, torch.bfloat16):
+    for n in (65536, 65536 * 3 + 5):
+        bits = patterns[rng.permutation(65536)] if n == 65536 else patterns[rng.integers(0, 65536, n)]
+        t = torch.from_numpy(bits.view(np.int16)).view(dtype)
+        x64 = t.double().numpy()
+        fin = x64[np.isfinite(x64)]
+        for bins in ("tensorflow", [-1e10, -2.5, -1e-30, 0.0, 1e-30, 0.75, 3.0, 1e10]):
+            r = tbfast.histogram(t, bins=bins, backend="native")
+            assert (r.numpy()[0] == np.histogram(fin, bins=r.numpy()[1])[0]).all(), (dtype, n, bins)
+            assert (r.min, r.max) == (fin.min(), fin.max())
+            out.append((r.numpy()[0].tolist(), repr(r.stats.tolist()), r.nonfinite.tolist()))
+print(repr(out))
+"""
+
+
+def test_every_16bit_pattern_simd_and_scalar():
+    # the float16/bfloat16 slot tables (EdgeLookup::h16) hold every bit pattern: each one,
+    # NaN/Inf/subnormals/-0 included, lands where np.histogram on float64 puts it
+    require_backend("histogram", "native")
+    runs = outputs_with_and_without_simd(H16_SCRIPT)
+    assert runs[0] == runs[1] and len(runs[0]) > 1000
+
+
 def test_int64_beyond_2_pow_53_rounds_like_a_cast():
     big = np.array([2 ** 53 + 1, 2 ** 53 + 3, 2 ** 63 - 1, -2 ** 63, -2 ** 53 - 1] * 3, dtype=np.int64)
     edges = [-9.3e18, -2.0 ** 53, 2.0 ** 53, 2.0 ** 53 + 2, 2.0 ** 53 + 4, 9.3e18]

@@ -274,9 +274,11 @@ __attribute__((target("avx2,f16c"))) inline __m256 load8<bf16_bits>(const bf16_b
 // 8 elements per step: finite test, lane statistics and ordered bits in AVX2; the table
 // loads and counter increments stay scalar (gathers are slower than scalar loads on the
 // CPUs we measured). Non-finite lanes are zeroed to ordered bits 0, which maps to slot 0.
+// h16: for 16-bit floats with EdgeLookup::h16 valid, the slot of each bit pattern (one
+// load per element instead of the ordered bits, the table load and the compare).
 template <typename T>
 __attribute__((target("avx2,f16c"))) void f32_chunk_avx2(const T* x, int64_t begin, int64_t end, int32_t* slots,
-                                                         const uint64_t* tab, bool with_stats,
+                                                         const uint64_t* tab, const uint16_t* h16, bool with_stats,
                                                          Lanes& L, ChunkStats& nf) {
   const __m256i exp_mask = _mm256_set1_epi32(0x7F800000);
   const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
@@ -316,6 +318,21 @@ __attribute__((target("avx2,f16c"))) void f32_chunk_avx2(const T* x, int64_t beg
       q1 = _mm256_add_pd(q1, _mm256_mul_pd(d1, d1));
     }
     if (slots) {
+      if constexpr (!std::is_same<T, float>::value) {
+        if (h16) {  // NaN/Inf patterns have slot 0
+          __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i));
+          uint64_t a = (uint64_t)_mm_cvtsi128_si64(raw), b = (uint64_t)_mm_extract_epi64(raw, 1);
+          slots[2 * h16[a & 0xFFFF]]++;
+          slots[2 * h16[(a >> 16) & 0xFFFF] + 1]++;
+          slots[2 * h16[(a >> 32) & 0xFFFF]]++;
+          slots[2 * h16[a >> 48] + 1]++;
+          slots[2 * h16[b & 0xFFFF]]++;
+          slots[2 * h16[(b >> 16) & 0xFFFF] + 1]++;
+          slots[2 * h16[(b >> 32) & 0xFFFF]]++;
+          slots[2 * h16[b >> 48] + 1]++;
+          continue;
+        }
+      }
       __m256i b = _mm256_castps_si256(_mm256_add_ps(v, zero));
       __m256i o = _mm256_xor_si256(b, _mm256_or_si256(_mm256_srai_epi32(b, 31), sign));
       _mm256_store_si256(reinterpret_cast<__m256i*>(ord), _mm256_andnot_si256(nonfin, o));
@@ -579,7 +596,12 @@ void f32_chunk(const T* x, const Chunk& c, int32_t* slots, const EdgeLookup* lk,
   const uint64_t* tab = lk ? lk->f32 : nullptr;
 #ifdef TBF_X86
   if (cpu_has_avx2()) {
-    f32_chunk_avx2<T>(x, c.begin, c.end, slots, tab, with_stats, L, nf);
+    const uint16_t* h16 = nullptr;
+    if (lk && lk->h16_ok) {
+      if (std::is_same<T, half_bits>::value) h16 = lk->h16[0];
+      if (std::is_same<T, bf16_bits>::value) h16 = lk->h16[1];
+    }
+    f32_chunk_avx2<T>(x, c.begin, c.end, slots, tab, h16, with_stats, L, nf);
   } else
 #endif
   {
@@ -797,7 +819,6 @@ void build_f64_lookup(const double* edges, int64_t num_edges, EdgeLookup* lk) {
     t[i] = ordered_bits(e + 0.0);
   }
   lk->f64_ok = num_edges + 2 <= 0xFFFF;
-  lk->reserved2 = 0;
   for (int64_t k = 0; k < kLookupSize; ++k) {
     uint64_t lo_ord = (uint64_t)k << 48;
     if (!is_finite(double_from_ordered(lo_ord))) {  // keys holding only Inf/NaN patterns: slot 0
@@ -810,6 +831,25 @@ void build_f64_lookup(const double* edges, int64_t num_edges, EdgeLookup* lk) {
                       : num_edges;
     if (end - base > 1) lk->f64_ok = 0;
     lk->f64[k] = end > base ? ((t[base] << 16) | (uint64_t)((base + 1) & 0xFFFF)) : (uint64_t)(base & 0xFFFF);
+  }
+}
+
+// Slot of every 16-bit float pattern (EdgeLookup::h16), by the float32 table: what
+// f32_one computes for its exact float32 value (0 for NaN/Inf).
+void build_h16_lookup(int64_t num_edges, EdgeLookup* lk) {
+  lk->h16_ok = lk->f32_ok && num_edges + 1 <= 0xFFFF;
+  for (int64_t h = 0; h < kLookupSize; ++h) {
+    for (int kind = 0; kind < 2; ++kind) {
+      float v = kind == 0 ? half_to_float((uint16_t)h) : bf16_to_float((uint16_t)h);
+      uint16_t slot = 0;
+      if (lk->h16_ok && std::isfinite(v)) {
+        float c = v + 0.0f;
+        uint32_t bits;
+        memcpy(&bits, &c, 4);
+        slot = (uint16_t)f32_slot(ordered_bits_f32(bits), lk->f32);
+      }
+      lk->h16[kind][h] = slot;
+    }
   }
 }
 
@@ -827,6 +867,7 @@ void build_edge_lookup(const double* edges, int64_t num_edges, EdgeLookup* looku
   }
   build_f32_lookup(edges, num_edges, lookup);
   build_f64_lookup(edges, num_edges, lookup);
+  build_h16_lookup(num_edges, lookup);
 }
 
 int histogram_stats_cpu(const HistogramParams& p) { return run(p, true, false); }
