@@ -76,6 +76,7 @@ def _worker(rank, world, port, out, total, backend):
         n = sum(v.numel() for v in full.values())
         with open(out, "w") as f:
             json.dump({"params": n, "tensors": len(full), "rows": rows, "backend": backend}, f)
+    dist.barrier()  # both ranks done before the group goes away (gloo aborts a rank torn down early)
     dist.destroy_process_group()
 
 
