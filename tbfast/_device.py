@@ -131,8 +131,10 @@ class Packed:
         self._layout = []
         offset = 0
         for name, shape, kind in fields:
-            size = int(np.prod(shape, dtype=np.int64))
-            self._layout.append((name, offset, tuple(shape), kind))
+            size = 1
+            for n in shape:
+                size *= int(n)
+            self._layout.append((name, offset, size, tuple(shape), kind))
             offset += size
         self.words = offset
         self._stream = torch_stream
@@ -150,8 +152,8 @@ class Packed:
 
     def _views(self, buf):
         out = {}
-        for name, offset, shape, kind in self._layout:
-            v = buf[offset:offset + int(np.prod(shape, dtype=np.int64))]
+        for name, offset, size, shape, kind in self._layout:
+            v = buf[offset:offset + size]
             if kind == "f8":
                 v = v.view(np.float64) if isinstance(v, np.ndarray) else v.view(_torch().float64)
             out[name] = v.reshape(shape)
