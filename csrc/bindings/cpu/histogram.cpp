@@ -2,7 +2,7 @@
 // without the GIL, raise the Status.
 #include <cstdio>
 
-#include "bindings/registry.h"
+#include "bindings/params.h"
 #include "histogram.h"
 
 TBF_CONSTANT("HIST_EDGES", tbfast::kEdges);
@@ -56,18 +56,8 @@ static PyObject* histogram(PyObject*, PyObject* args, PyObject* kw) {
       return tbfast::tbf_bad(op, "uniform-auto counts need the stats first (with_stats=False)");
   }
   if (num_threads < 1) return tbfast::tbf_bad(op, "num_threads < 1");
-  p.num_tensors = num_tensors;
-  p.data = tbf_ptr<const uint64_t>(data);
-  p.numels = tbf_ptr<const int64_t>(numels);
-  p.dtypes = tbf_ptr<const int32_t>(dtypes);
-  p.mode = mode;
-  p.num_bins = num_bins;
-  p.edges = tbf_ptr<const double>(edges);
-  p.lookup = tbf_ptr<const tbfast::EdgeLookup>(lookup);
-  p.ranges = tbf_ptr<const double>(ranges);
-  p.counts = tbf_ptr<int64_t>(counts);
-  p.stats = tbf_ptr<double>(stats);
-  p.nonfinite = tbf_ptr<int64_t>(nonfinite);
+  tbfast::fill_histogram(p, num_tensors, data, numels, dtypes, mode, num_bins, edges, lookup, ranges, counts, stats,
+                         nonfinite);
   p.num_threads = num_threads;
   int st = tbfast::tbf_run([&] {
     return stats_only ? tbfast::histogram_stats_cpu(p) : tbfast::histogram_count_cpu(p, with_stats);

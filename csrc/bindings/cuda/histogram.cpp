@@ -1,7 +1,7 @@
 // Bindings for the CUDA histogram kernels (csrc/cuda/histogram_cuda.cu): parse keywords, check
 // the params struct, enqueue on the caller's stream without the GIL, raise the Status (a CUDA
 // error carries last_cuda_error()'s text). Every pointer is a device address of one GPU.
-#include "bindings/registry.h"
+#include "bindings/params.h"
 #include "cuda/device_cuda.h"
 #include "histogram.h"
 
@@ -60,18 +60,8 @@ static PyObject* histogram_cuda(PyObject*, PyObject* args, PyObject* kw) {
   if (num_tensors > 0x7FFFFFFFLL || num_chunks > 0x7FFFFFFFLL / 4)
     return tbfast::tbf_bad(op, "num_tensors or num_chunks too large for one launch");
   tbfast::HistogramParams p{};
-  p.num_tensors = num_tensors;
-  p.data = tbf_ptr<const uint64_t>(data);
-  p.numels = tbf_ptr<const int64_t>(numels);
-  p.dtypes = tbf_ptr<const int32_t>(dtypes);
-  p.mode = mode;
-  p.num_bins = num_bins;
-  p.edges = tbf_ptr<const double>(edges);
-  p.lookup = tbf_ptr<const tbfast::EdgeLookup>(lookup);
-  p.ranges = tbf_ptr<const double>(ranges);
-  p.counts = tbf_ptr<int64_t>(counts);
-  p.stats = tbf_ptr<double>(stats);
-  p.nonfinite = tbf_ptr<int64_t>(nonfinite);
+  tbfast::fill_histogram(p, num_tensors, data, numels, dtypes, mode, num_bins, edges, lookup, ranges, counts, stats,
+                         nonfinite);
   p.num_threads = 1;
   p.chunk_offsets = tbf_ptr<const int64_t>(chunk_offsets);
   p.num_chunks = num_chunks;

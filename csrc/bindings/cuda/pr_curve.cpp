@@ -1,6 +1,6 @@
 // Bindings for the CUDA PR-curve kernel (csrc/cuda/pr_curve_cuda.cu). Check, fill the params
 // struct, enqueue without the GIL (nothing waits for the device).
-#include "bindings/registry.h"
+#include "bindings/params.h"
 #include "cuda/device_cuda.h"
 #include "pr_curve.h"
 
@@ -19,37 +19,18 @@ static PyObject* pr_curve_cuda(PyObject*, PyObject* args, PyObject* kw) {
                                  "prob_mode", "counts", "wsums", "bad", "scratch", "scratch_bytes", "stream",
                                  "device", nullptr};
   tbfast::PRCurveParams p{};
-  unsigned long long predictions, labels, weights, counts, wsums, bad, scratch, stream;
-  int pred_dtype, label_dtype, weight_dtype, label_mode, prob_mode, device;
-  double weight_scalar;
-  long long num_rows, num_classes, num_thresholds, scratch_bytes;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "$KiKiKidLLLiiKKKKLKi", (char**)kwlist, &predictions, &pred_dtype,
-                                   &labels, &label_dtype, &weights, &weight_dtype, &weight_scalar, &num_rows,
-                                   &num_classes, &num_thresholds, &label_mode, &prob_mode, &counts, &wsums, &bad,
-                                   &scratch, &scratch_bytes, &stream, &device))
+  tbfast::PRArgs a{};
+  unsigned long long scratch, stream;
+  int device;
+  long long scratch_bytes;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "$KiKiKidLLLiiKKKKLKi", (char**)kwlist, &a.predictions, &a.pred_dtype,
+                                   &a.labels, &a.label_dtype, &a.weights, &a.weight_dtype, &a.weight_scalar,
+                                   &a.num_rows, &a.num_classes, &a.num_thresholds, &a.label_mode, &a.prob_mode,
+                                   &a.counts, &a.wsums, &a.bad, &scratch, &scratch_bytes, &stream, &device))
     return nullptr;
   const char* op = "pr_curve_cuda";
-  if (const char* why = check_sizes(num_rows, num_classes, num_thresholds)) return tbfast::tbf_bad(op, why);
-  if (num_rows > 0 && (!predictions || !labels)) return tbfast::tbf_bad(op, "predictions and labels are required");
-  if (!bad || (!counts && !wsums)) return tbfast::tbf_bad(op, "bad and one of counts / wsums are required");
-  if (label_mode < tbfast::kLabelMatrix || label_mode > tbfast::kLabelIndex || prob_mode < tbfast::kProbabilities ||
-      prob_mode > tbfast::kSigmoid)
-    return tbfast::tbf_raise(tbfast::kBadMode, op);
-  p.predictions = tbf_ptr<const void>(predictions);
-  p.pred_dtype = pred_dtype;
-  p.labels = tbf_ptr<const void>(labels);
-  p.label_dtype = label_dtype;
-  p.weights = tbf_ptr<const void>(weights);
-  p.weight_dtype = weight_dtype;
-  p.weight_scalar = weight_scalar;
-  p.num_rows = num_rows;
-  p.num_classes = num_classes;
-  p.num_thresholds = num_thresholds;
-  p.label_mode = label_mode;
-  p.prob_mode = prob_mode;
-  p.counts = tbf_ptr<int64_t>(counts);
-  p.wsums = tbf_ptr<double>(wsums);
-  p.bad = tbf_ptr<int64_t>(bad);
+  if (const char* why = check_sizes(a.num_rows, a.num_classes, a.num_thresholds)) return tbfast::tbf_bad(op, why);
+  if (!tbfast::fill_pr_curve(op, a, p)) return nullptr;
   p.num_threads = 1;
   p.scratch = tbf_ptr<void>(scratch);
   p.scratch_bytes = scratch_bytes;
