@@ -760,13 +760,30 @@ def histograms(named_tensors, bins="tensorflow", max_bins=None, backend=None, st
 
 
 def describe_named(named_tensors):
-    """[(name, Desc)] of a mapping or iterable of (name, tensor); ValueError on a
-    duplicate name."""
+    """[(name, Desc)] of a mapping or iterable of (name, tensor). TypeError naming the
+    argument for anything else (an item that is not a pair, a name that is not a
+    hashable tag); ValueError on a duplicate name."""
     items = named_tensors.items() if hasattr(named_tensors, "items") else named_tensors
+    try:
+        items = iter(items)
+    except TypeError:
+        raise TypeError("named_tensors must be a mapping or an iterable of (name, tensor) pairs, got "
+                        f"{type(named_tensors).__name__}") from None
     named = []
     seen = set()
-    for name, t in items:
-        if name in seen:
+    for i, item in enumerate(items):
+        try:
+            if isinstance(item, (str, bytes)):
+                raise TypeError
+            name, t = item
+        except (TypeError, ValueError):
+            raise TypeError(f"named_tensors item {i} must be a (name, tensor) pair, got {item!r:.80}") from None
+        try:
+            duplicate = name in seen
+        except TypeError:
+            raise TypeError(f"named_tensors item {i}: tag must be a str, got {type(name).__name__} "
+                            f"{name!r:.80}") from None
+        if duplicate:
             raise ValueError(f"histograms: duplicate name {name!r}")
         seen.add(name)
         named.append((name, _tensor.describe(t, name=repr(name))))

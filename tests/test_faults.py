@@ -826,8 +826,6 @@ def test_non_string_tags_raise_type_error_naming_the_argument(tmp_path):
         }}
         for name, f in calls.items():
             for tag in (1, None, b"bytes", ["a"]):
-                if name == "add_histograms" and isinstance(tag, list):
-                    continue  # an unhashable name fails histograms()' duplicate check first (a TypeError too)
                 try:
                     f(tag)
                     w.flush()

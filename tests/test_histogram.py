@@ -293,6 +293,14 @@ def test_bad_input_errors():
         tbfast.histogram(torch.ones(3, device="meta"))
     with pytest.raises(ValueError, match="duplicate"):
         tbfast.histograms([("a", torch.ones(1)), ("a", torch.ones(1))])
+    with pytest.raises(TypeError, match="named_tensors must be a mapping or an iterable"):
+        tbfast.histograms(5)
+    with pytest.raises(TypeError, match=r"named_tensors item 1 must be a \(name, tensor\) pair, got \('b',\)"):
+        tbfast.histograms([("a", torch.ones(1)), ("b",)])
+    with pytest.raises(TypeError, match="named_tensors item 0 must be a .* pair, got 'ab'"):
+        tbfast.histograms(["ab"])
+    with pytest.raises(TypeError, match=r"named_tensors item 0: tag must be a str, got list \['a'\]"):
+        tbfast.histograms([(["a"], torch.ones(1))])
 
 
 def test_requires_grad_and_views_are_fine(backend, device):
