@@ -12,7 +12,13 @@ targets (``metric`` names the ratio that must stay at or below it):
 * ``add_pr_curves`` N=10^6 C=10 T=127: logits=True, weighted, float16 and float64
   predictions within 2x of the same call on float32 probabilities (``vs_f32``);
 * ``add_module_histograms`` of a ~30M-parameter, 100-tensor model (parameters and
-  gradients) <= 3x summing every tensor once.
+  gradients) <= 3x summing every tensor once;
+* ``add_histograms`` per-tensor overhead < 10 us: 1000 tensors of 100 float32 values, the
+  time on the calling thread per tensor (what the training loop pays). The row also gives
+  the total per tensor once flush() returns (the writer thread's packing, framing and
+  writing) and the bytes written per tensor: TensorBoard's format stores every bucket
+  between the first and last non-empty one, ~600 of the default edges for 100 normal
+  values, so most of that total is writing ~10 KB, the same bytes torch writes.
 
 Histogram rows also carry ``vs_bytes``: the time over an integer sum of the same bytes
 (torch.sum of int32 tensors accumulates in int64 through a slow path, ~20x a streaming
@@ -218,3 +224,38 @@ def run(ctx):
     ctx.record(SUITE, case, "tbfast.histograms (no writer)", kb, median_seconds=km, size=numel,
                vs_read=round(kb / rb, 2))
     w.close()
+    del model, tensors
+
+    # 4. Per-tensor overhead of add_histograms: many tiny tensors.
+    _per_tensor_overhead(ctx, gen, reps)
+
+
+def _per_tensor_overhead(ctx, gen, reps):
+    import time
+
+    count = 1000
+    named = {f"layer{i}/weight": torch.randn(100, generator=gen) for i in range(count)}
+    _check_histogram(named["layer0/weight"])
+    w = tbfast.SummaryWriter(os.path.join(ctx.logdir, "floor-overhead"), max_queue=0)
+    step = [0]
+    calls, totals = [], []
+    for rep in range(reps + 1):
+        size = os.path.getsize(w._get_file_writer().path)
+        step[0] += 1
+        t0 = time.perf_counter()
+        w.add_histograms(named, step[0])
+        t1 = time.perf_counter()
+        w.flush()
+        t2 = time.perf_counter()
+        written = os.path.getsize(w._get_file_writer().path) - size
+        if rep:  # the first call is the warm-up
+            calls.append(t1 - t0)
+            totals.append(t2 - t0)
+    w.close()
+    case = f"add_histograms {count} x 100 float32"
+    us = min(calls) / count * 1e6
+    ctx.record(SUITE, case, "tbfast add_histograms, calling thread", min(calls), median_seconds=sorted(calls)[len(calls) // 2],
+               us_per_tensor=round(us, 2), metric="us_per_tensor", limit=10.0)
+    ctx.record(SUITE, case, "tbfast add_histograms + flush (writer thread's packing and writing included)", min(totals),
+               median_seconds=sorted(totals)[len(totals) // 2], us_per_tensor=round(min(totals) / count * 1e6, 2),
+               bytes_per_tensor=round(written / count))
