@@ -73,37 +73,31 @@ def _load_plain(data, i):
 
 
 @cuda.jit(device=True)
-def _load_f16(data, i):
-    # IEEE binary16 from its bits, exactly: sign, 5-bit exponent, 10-bit mantissa.
-    b = np.int32(data[i]) & 0xFFFF
-    e = (b >> 10) & 0x1F
-    m = b & 0x3FF
-    if e == 0x1F:
+def _float16_bits(b, mbits, bias):
+    """The exact value of a 16-bit float's bits b: sign, (15 - mbits)-bit exponent with
+    this bias, mbits-bit mantissa (float16: 10, 15; bfloat16: 7, 127)."""
+    emask = (1 << (15 - mbits)) - 1
+    e = (b >> mbits) & emask
+    m = b & ((1 << mbits) - 1)
+    if e == emask:
         v = math.inf if m == 0 else math.nan
     elif e == 0:
-        v = math.ldexp(np.float64(m), -24)
+        v = math.ldexp(np.float64(m), int(1 - bias - mbits))
     else:
-        v = math.ldexp(np.float64(m | 0x400), int(e - 25))
+        v = math.ldexp(np.float64(m | (1 << mbits)), int(e - bias - mbits))
     if (b >> 15) != 0:
         v = -v
     return v
 
 
 @cuda.jit(device=True)
+def _load_f16(data, i):
+    return _float16_bits(np.int32(data[i]) & 0xFFFF, 10, 15)
+
+
+@cuda.jit(device=True)
 def _load_bf16(data, i):
-    # bfloat16 = the top 16 bits of a float32: 8-bit exponent, 7-bit mantissa.
-    b = np.int32(data[i]) & 0xFFFF
-    e = (b >> 7) & 0xFF
-    m = b & 0x7F
-    if e == 0xFF:
-        v = math.inf if m == 0 else math.nan
-    elif e == 0:
-        v = math.ldexp(np.float64(m), -133)
-    else:
-        v = math.ldexp(np.float64(m | 0x80), int(e - 134))
-    if (b >> 15) != 0:
-        v = -v
-    return v
+    return _float16_bits(np.int32(data[i]) & 0xFFFF, 7, 127)
 
 
 @cuda.jit(device=True)
