@@ -46,7 +46,6 @@ MAX_BLOCKS = 1024  # grid cap: blocks stride over chunks beyond it
 SMEM_MAX_BINS = 8192  # above this many bins, count with global atomics
 _MAX_BLOCK_ELEMS = 1 << 30  # keeps the per-block int32 shared counters exact
 
-PLAIN, F16_BITS, BF16_BITS = 0, 1, 2
 _F64, _I64, _I32 = numba.float64, numba.int64, numba.int32  # shared-array element types
 
 
@@ -62,7 +61,7 @@ SIMULATOR = _simulator()
 
 
 # ---------------------------------------------------------------------------------------
-# Device functions. Kernels are built per load kind by _kernels() (lazily, first call),
+# Device functions. Kernels are built per load kind by _KERNELS (lazily, first call),
 # so that only the loader of that kind is typed; numba compiles them per signature.
 # ---------------------------------------------------------------------------------------
 
@@ -454,27 +453,36 @@ def _build(load):
     return stats, count_edges, count_uniform
 
 
-_KERNELS = {}
+class LazyKernels:
+    """Kernels built on first use, once per set of device functions: ``by_code`` maps a
+    tbfast dtype code to the arguments of ``build`` for it (a tuple), ``default`` serves
+    every other code (None: such codes raise KeyError). Calling it with a dtype code
+    returns what ``build`` made; its length is the number of builds so far (none at
+    import, so importing compiles nothing)."""
+
+    def __init__(self, build, by_code, default=None):
+        self._build, self._by_code, self._default, self._built = build, by_code, default, {}
+
+    def __call__(self, code):
+        args = self._by_code.get(code, self._default)
+        if args is None:
+            raise KeyError(f"no Numba CUDA kernel for dtype code {code}")
+        k = self._built.get(args)
+        if k is None:
+            k = self._built[args] = self._build(*args)
+        return k
+
+    def __len__(self):
+        return len(self._built)
 
 
-def _kernels(kind):
-    k = _KERNELS.get(kind)
-    if k is None:
-        k = _KERNELS[kind] = _build({PLAIN: _load_plain, F16_BITS: _load_f16, BF16_BITS: _load_bf16}[kind])
-    return k
+_KERNELS = LazyKernels(lambda load: _build(load), {_dtypes.FLOAT16: (_load_f16,), _dtypes.BFLOAT16: (_load_bf16,)},
+                       default=(_load_plain,))
 
 
 # ---------------------------------------------------------------------------------------
 # Host side
 # ---------------------------------------------------------------------------------------
-
-
-def _kind(code):
-    if code == _dtypes.FLOAT16:
-        return F16_BITS
-    if code == _dtypes.BFLOAT16:
-        return BF16_BITS
-    return PLAIN
 
 
 def _as_numba(t):
@@ -588,7 +596,7 @@ def _run(job, stream, device_index, handle):
     for t, desc in enumerate(job.descs):
         nchunks, g = grids[t]
         numel = int(desc.numel)
-        k_stats, k_edges, k_uniform = _kernels(_kind(int(desc.dtype)))
+        k_stats, k_edges, k_uniform = _KERNELS(int(desc.dtype))
         data = _as_numba(desc.flat_owner()) if g else None
         count = g and B
         if count and mode == 0:  # counts and stats in one pass

@@ -37,7 +37,7 @@ import numpy as np
 from numba import cuda
 
 from .. import _dtypes
-from .histogram_numba_cuda import SIMULATOR, _as_numba, _load_bf16, _load_f16, _stream
+from .histogram_numba_cuda import SIMULATOR, LazyKernels, _as_numba, _load_bf16, _load_f16, _stream
 
 TPB = 128  # threads per block (a power of two: the range tree halves it)
 ITEMS = 4  # bytes (canvas) or pixels (ranges) per thread per chunk
@@ -238,28 +238,13 @@ def _finalize(part, n, per_image, table):
         table[n, 1] = hi
 
 
-_KERNELS = {}
-PLAIN, F16_BITS, BF16_BITS = 0, 1, 2
-
-
-def _kernels(kind):
-    k = _KERNELS.get(kind)
-    if k is None:
-        k = _KERNELS[kind] = _build({PLAIN: _load_plain, F16_BITS: _load_half, BF16_BITS: _load_bhalf}[kind])
-    return k
+_KERNELS = LazyKernels(lambda load: _build(load), {_dtypes.FLOAT16: (_load_half,), _dtypes.BFLOAT16: (_load_bhalf,)},
+                       default=(_load_plain,))
 
 
 # ---------------------------------------------------------------------------------------
 # Host side
 # ---------------------------------------------------------------------------------------
-
-
-def _kind(code):
-    if code == _dtypes.FLOAT16:
-        return F16_BITS
-    if code == _dtypes.BFLOAT16:
-        return BF16_BITS
-    return PLAIN
 
 
 def run(plan):
@@ -299,7 +284,7 @@ def _run(plan, stream):
     out = _as_numba(out_t.view(-1))
     dev = out_t.device
     is_f64, is_bool, is_u8 = code == _dtypes.FLOAT64, code == _dtypes.BOOL, code == _dtypes.UINT8
-    ranges, canvas = _kernels(_kind(code))
+    ranges, canvas = _KERNELS(code)
 
     norm, lo, hi = NORM_NONE, 0.0, 1.0
     table_t = torch.empty((n + 1, 2), dtype=torch.float64, device=dev)

@@ -46,7 +46,7 @@ import numpy as np
 from numba import cuda
 
 from .. import _dtypes
-from .histogram_numba_cuda import SIMULATOR, _as_numba, _load_bf16, _load_f16, _stream
+from .histogram_numba_cuda import SIMULATOR, LazyKernels, _as_numba, _load_bf16, _load_f16, _stream
 
 TPB = 128  # threads per block
 ITEMS = 4  # work items per thread per chunk
@@ -384,27 +384,13 @@ def _build(load, bucket):
     return elements, rows
 
 
-_KERNELS = {}
-F32, F64, F16_BITS, BF16_BITS = 0, 1, 2, 3
-
-
-def _kernels(kind):
-    k = _KERNELS.get(kind)
-    if k is None:
-        load, bucket = {F32: (_load_value, _bucket_f32), F64: (_load_value, _bucket_f64),
-                        F16_BITS: (_load_half, _bucket_16), BF16_BITS: (_load_bhalf, _bucket_16)}[kind]
-        k = _KERNELS[kind] = _build(load, bucket)
-    return k
+_KERNELS = LazyKernels(_build, {_dtypes.FLOAT32: (_load_value, _bucket_f32), _dtypes.FLOAT64: (_load_value, _bucket_f64),
+                                _dtypes.FLOAT16: (_load_half, _bucket_16), _dtypes.BFLOAT16: (_load_bhalf, _bucket_16)})
 
 
 # ---------------------------------------------------------------------------------------
 # Host side
 # ---------------------------------------------------------------------------------------
-
-
-def _kind(code):
-    return {_dtypes.FLOAT32: F32, _dtypes.FLOAT64: F64, _dtypes.FLOAT16: F16_BITS,
-            _dtypes.BFLOAT16: BF16_BITS}[code]
 
 
 def _arg(x):
@@ -497,7 +483,7 @@ def _run(job, stream, dev):
     half = pcode in (_dtypes.FLOAT16, _dtypes.BFLOAT16) and T - 1 <= 2048
     tm1f, tm1d = np.float32(T - 1), np.float64(T - 1)
     wscalar = np.float64(job.weight_scalar)
-    elements, rows = _kernels(_kind(pcode))
+    elements, rows = _KERNELS(pcode)
     prob_mode = int(job.prob_mode)
 
     if prob_mode == SOFTMAX:
