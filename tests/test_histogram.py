@@ -4,6 +4,8 @@ np.histogram on float64 (what torch runs) and a naive bisect oracle."""
 import importlib
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -488,6 +490,50 @@ def test_every_16bit_pattern_simd_and_scalar():
     require_backend("histogram", "native")
     runs = outputs_with_and_without_simd(H16_SCRIPT)
     assert runs[0] == runs[1] and len(runs[0]) > 1000
+
+
+# bfloat16 tensors of 2^20 elements or more are counted per bit pattern (csrc/cpu/
+# histogram_cpu.cpp, the pattern path): every pattern (NaN/Inf/subnormals/-0 included) in
+# tensors at the threshold, with a partial last chunk, and all one value; every bins mode.
+# Counts equal np.histogram on float64, min/max are exact, sums equal math.fsum to
+# rounding (relative to the sum of magnitudes); printed for the thread-count and SIMD-on/off comparisons.
+PATTERN_SCRIPT = r"""
+import math, os, numpy as np, torch, tbfast
+rng = np.random.default_rng(17)
+patterns = np.arange(65536, dtype=np.uint16)
+out = []
+def check(t):
+    x64 = t.double().numpy()
+    fin = x64[np.isfinite(x64)]
+    for bins in ("tensorflow", [-1e10, -2.5, -1e-30, 0.0, 1e-30, 0.75, 3.0, 1e10], 37):
+        r = tbfast.histogram(t, bins=bins, backend="native")
+        assert (r.numpy()[0] == np.histogram(fin, bins=r.numpy()[1])[0]).all(), (t.numel(), bins)
+        assert r.num == fin.size and (r.min, r.max) == (fin.min(), fin.max())
+        assert r.nonfinite.tolist() == [int(np.isnan(x64).sum()), int((x64 == np.inf).sum()),
+                                        int((x64 == -np.inf).sum())]
+        # any summation order is within n * eps * sum|x| of the exact sum (fsum)
+        assert abs(r.sum - math.fsum(fin)) <= 1e-12 * math.fsum(np.abs(fin)), (r.sum, math.fsum(fin))
+        assert math.isclose(r.sum_squares, math.fsum(fin * fin), rel_tol=1e-12)
+        out.append((r.numpy()[0].tolist(), repr(r.stats.tolist()), r.nonfinite.tolist()))
+for n in (1 << 20, (1 << 21) + 12345):
+    bits = patterns[rng.integers(0, 65536, n)]
+    bits[:65536] = patterns
+    check(torch.from_numpy(bits.view(np.int16)).view(torch.bfloat16))
+    check((torch.from_numpy(rng.standard_normal(n)) * 3).to(torch.bfloat16))
+check(torch.full((1 << 20,), -0.75, dtype=torch.bfloat16))
+print(repr(out))
+"""
+
+
+def test_bfloat16_pattern_path_exact_deterministic_simd_and_scalar():
+    require_backend("histogram", "native")
+    runs = outputs_with_and_without_simd(PATTERN_SCRIPT)
+    assert runs[0] == runs[1] and len(runs[0]) > 10000
+    for threads in ("1", "3"):
+        env = dict(os.environ, TBFAST_NUM_THREADS=threads)
+        again = subprocess.run([sys.executable, "-c", PATTERN_SCRIPT], env=env, capture_output=True, text=True,
+                               check=True).stdout
+        assert again == runs[0], threads
 
 
 def test_int64_beyond_2_pow_53_rounds_like_a_cast():

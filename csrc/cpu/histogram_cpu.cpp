@@ -25,6 +25,17 @@
 //  * otherwise (dense user edges, uniform bins): the statistics as above, then the
 //    EdgeKey lookup with binary search inside a key, or the uniform formula (AVX2 for 8
 //    values at a time).
+//  * bfloat16 tensors of kPatternMin elements or more, every bins mode: a 16-bit float
+//    has only 65536 bit patterns, so the chunk (kPatternChunk elements) is counted per
+//    pattern (one load and one increment per element, nothing else), and the slot counts
+//    and the statistics are derived from the distinct patterns afterwards, in pattern
+//    order: each term count * value and count * value^2 is exact in double (at most
+//    8 + 20 and 16 + 20 significant bits), so only the summation over the distinct
+//    patterns rounds. Same code with and without AVX2; deterministic like every path
+//    (the chunking depends on the tensor's length only). Measured at 10^8 on 2 cores:
+//    bfloat16 11.8 ms against 17.4 ms on the slot-table path. float16 stays on the slot
+//    table: with 8x more patterns per binade its counters spill out of L1, and the pattern
+//    path measured 20.4 ms against 18.5 ms.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -46,10 +57,17 @@ namespace tbfast {
 namespace {
 
 constexpr int64_t kChunk = int64_t(1) << 16;
+// bfloat16 tensors of at least kPatternMin elements take the pattern path, in chunks of
+// kPatternChunk: scanning the 65536 pattern counters once per chunk then costs a few
+// percent of counting the chunk.
+constexpr int64_t kPatternMin = int64_t(1) << 20;
+constexpr int64_t kPatternChunk = int64_t(1) << 20;
+constexpr int64_t kPatterns = int64_t(1) << 16;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 struct Chunk {
   int64_t tensor, begin, end;
+  bool pattern;  // counted per 16-bit pattern (see the header)
 };
 
 struct ChunkStats {
@@ -64,14 +82,22 @@ struct ChunkStats {
 // memory location. Counters are int32 (half the cache footprint); flushed every chunk.
 struct Scratch {
   std::vector<int32_t> slots;
+  std::vector<int32_t> patterns;  // pattern path: kPatterns counters, all zero between chunks
   int64_t tensor = -1;   // the tensor whose counts the slots hold (-1: none)
   int64_t pending = 0;   // elements counted into the slots since their last flush
 };
 
+bool pattern_path(const HistogramParams& p, int64_t t) {
+  return p.dtypes[t] == kBFloat16 && p.numels[t] >= kPatternMin;
+}
+
 std::vector<Chunk> make_chunks(const HistogramParams& p) {
   std::vector<Chunk> chunks;
-  for (int64_t t = 0; t < p.num_tensors; ++t)
-    for (int64_t b = 0; b < p.numels[t]; b += kChunk) chunks.push_back({t, b, std::min(b + kChunk, p.numels[t])});
+  for (int64_t t = 0; t < p.num_tensors; ++t) {
+    const bool pattern = pattern_path(p, t);
+    const int64_t step = pattern ? kPatternChunk : kChunk;
+    for (int64_t b = 0; b < p.numels[t]; b += step) chunks.push_back({t, b, std::min(b + step, p.numels[t]), pattern});
+  }
   return chunks;
 }
 
@@ -685,11 +711,102 @@ void reduce_stats(const HistogramParams& p, const std::vector<Chunk>& chunks, co
   }
 }
 
+// The equal-width bins of tensor t (kUniform: its range; kUniformAuto: from its stats).
+UniformBins uniform_bins(const HistogramParams& p, int64_t t) {
+  double first, last;
+  if (p.mode == kUniformAuto) {
+    const double* st = p.stats + t * kStatsPerTensor;
+    auto_range(st[0], st[1], &first, &last);
+  } else {
+    first = p.ranges[2 * t];
+    last = p.ranges[2 * t + 1];
+  }
+  return UniformBins(first, last, p.num_bins);
+}
+
+// ======================================================================================
+// 16-bit pattern path (see the header).
+// ======================================================================================
+
+// Counts of patterns -> slot counts and statistics, in pattern order; zeroes the counters.
+template <typename T, typename SlotFn>
+void pattern_scan(int32_t* pc, int32_t* slots, bool with_stats, ChunkStats* out, SlotFn slot) {
+  ChunkStats st{kInf, -kInf, 0.0, 0.0, 0, 0, 0};
+  for (int64_t q = 0; q < kPatterns; q += 8) {
+    uint64_t w[4];
+    memcpy(w, pc + q, sizeof w);
+    if (!(w[0] | w[1] | w[2] | w[3])) continue;  // most patterns never occur
+    for (int64_t r = q; r < q + 8; ++r) {
+      const int32_t n = pc[r];
+      if (!n) continue;
+      pc[r] = 0;
+      const T bits{(uint16_t)r};
+      const double v = Load<T>::get(&bits, 0);
+      if (!is_finite(v)) {
+        if (v != v)
+          st.nan += n;
+        else if (v > 0)
+          st.posinf += n;
+        else
+          st.neginf += n;
+        continue;
+      }
+      if (with_stats) {
+        if (v < st.mn) st.mn = v;
+        if (v > st.mx) st.mx = v;
+        const double dn = (double)n;  // n <= kPatternChunk: both products are exact for 16-bit floats
+        st.sum += dn * v;
+        st.sumsq += dn * (v * v);
+      }
+      if (slots) slots[2 * slot(v, r)] += n;
+    }
+  }
+  if (with_stats) *out = st;
+}
+
+template <typename T>
+void pattern_chunk(const T* x, const Chunk& c, Scratch& sc, int32_t* slots, const HistogramParams& p,
+                   bool with_stats, ChunkStats* out) {
+  static_assert(sizeof(T) == 2, "16-bit floats only");
+  if (sc.patterns.empty()) sc.patterns.assign(kPatterns, 0);
+  int32_t* pc = sc.patterns.data();
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(x);
+  int64_t i = c.begin;
+  for (; i + 4 <= c.end; i += 4) {  // four patterns per load; their order does not matter
+    uint64_t w;
+    memcpy(&w, h + i, 8);
+    pc[w & 0xFFFF]++;
+    pc[(w >> 16) & 0xFFFF]++;
+    pc[(w >> 32) & 0xFFFF]++;
+    pc[w >> 48]++;
+  }
+  for (; i < c.end; ++i) pc[h[i]]++;
+  if (!slots) {
+    pattern_scan<T>(pc, nullptr, with_stats, out, [](double, int64_t) { return int64_t(0); });
+  } else if (p.mode == kEdges && p.lookup->h16_ok) {
+    const uint16_t* h16 = p.lookup->h16[std::is_same<T, bf16_bits>::value ? 1 : 0];
+    pattern_scan<T>(pc, slots, with_stats, out, [h16](double, int64_t r) { return (int64_t)h16[r]; });
+  } else if (p.mode == kEdges) {
+    EdgesSlot es{p.edges, p.lookup->keys, p.edges[p.num_bins]};
+    pattern_scan<T>(pc, slots, with_stats, out, [es](double v, int64_t) { return es(v); });
+  } else {
+    UniformSlot us{uniform_bins(p, c.tensor)};
+    pattern_scan<T>(pc, slots, with_stats, out, [us](double v, int64_t) { return us(v); });
+  }
+}
+
 template <typename T>
 void run_chunk(const HistogramParams& p, const Chunk& c, Scratch& sc, bool with_stats, ChunkStats* out) {
   const T* x = reinterpret_cast<const T*>(p.data[c.tensor]);
   int32_t* slots = p.counts ? sc.slots.data() : nullptr;
   bool edges = p.mode == kEdges;
+  if constexpr (sizeof(T) == 2 && kIsF32Family<T>) {
+    if (c.pattern) {
+      if (slots) claim(sc, p, c);
+      pattern_chunk<T>(x, c, sc, slots, p, with_stats, out);
+      return;
+    }
+  }
   if constexpr (kIsF32Family<T>) {
     if (!slots || (edges && p.lookup->f32_ok)) {
       if (slots) claim(sc, p, c);
@@ -705,15 +822,7 @@ void run_chunk(const HistogramParams& p, const Chunk& c, Scratch& sc, bool with_
   if (edges) {
     chunk_count(x, c.begin, c.end, slots, EdgesSlot{p.edges, p.lookup->keys, p.edges[p.num_bins]});
   } else {
-    double first, last;
-    if (p.mode == kUniformAuto) {
-      const double* st = p.stats + c.tensor * kStatsPerTensor;
-      auto_range(st[0], st[1], &first, &last);
-    } else {
-      first = p.ranges[2 * c.tensor];
-      last = p.ranges[2 * c.tensor + 1];
-    }
-    UniformBins u(first, last, p.num_bins);
+    UniformBins u = uniform_bins(p, c.tensor);
     int64_t done = c.begin;
 #ifdef TBF_X86
     // n < 2^31 keeps slots in int32 lanes; step == 0 (underflowing ranges) stays scalar
