@@ -187,6 +187,7 @@ DDP_SCRIPT = textwrap.dedent('''
         if rank == 0:
             ours.close()
             ref.close()
+        dist.barrier()  # both ranks done before the group goes away (gloo aborts a rank torn down early)
         dist.destroy_process_group()
 
     if __name__ == "__main__":
