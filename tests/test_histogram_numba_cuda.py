@@ -74,8 +74,10 @@ def sample(dtype, n, seed):
     return t
 
 
-def run_job(tensors, mode, num_bins, edges=None, ranges=None):
-    """Build a job the way the op does, run the kernels, return NumPy outputs."""
+def run_job(tensors, mode, num_bins, edges=None, ranges=None, ranges_on_device=False):
+    """Build a job the way the op does, run the kernels, return NumPy outputs.
+    ranges_on_device: the ranges as a float64 tensor on the device, as group= passes them
+    (reduced over the ranks; the kernels read them there, never the host)."""
     tensors = [t.to(DEVICE) for t in tensors]
     T = len(tensors)
     descs = [NS(numel=t.numel(), dtype=_dtypes.code_of(t.dtype), flat_owner=(lambda t=t: t.reshape(-1)))
@@ -86,6 +88,8 @@ def run_job(tensors, mode, num_bins, edges=None, ranges=None):
     spec = NS(mode=mode, num_bins=num_bins,
               edges=None if edges is None else np.asarray(edges, dtype=np.float64),
               ranges=None if ranges is None else np.asarray(ranges, dtype=np.float64).reshape(T, 2))
+    if ranges_on_device:
+        spec.ranges = torch.from_numpy(spec.ranges).to(DEVICE)
     stream = torch.cuda.current_stream().cuda_stream if DEVICE == "cuda" else None
     assert K.run(NS(descs=descs, spec=spec, out=out, stream=stream)) is out
     return out.counts.cpu().numpy(), out.stats.cpu().numpy(), out.nonfinite.cpu().numpy()
@@ -232,3 +236,16 @@ def test_import_needs_no_gpu():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
     code = "import tbfast.numba_kernels.histogram_numba_cuda as K; assert not K.SIMULATOR and not K._KERNELS"
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+
+
+def test_uniform_ranges_given_on_the_device():
+    # group= with bins=int hands the kernels the global ranges as a device tensor [T, 2]
+    g = torch.Generator().manual_seed(11)
+    xs = [torch.randn(3000, generator=g), torch.randn(70, generator=g).double() * 5, torch.arange(-40, 90)]
+    ranges = [(-1.5, 2.0), (-4.0, 4.0), (-50.0, 100.0)]
+    want = run_job(xs, UNIFORM, 23, ranges=ranges)
+    got = run_job(xs, UNIFORM, 23, ranges=ranges, ranges_on_device=True)
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)
+    for t, x in enumerate(xs):
+        np.testing.assert_array_equal(got[0][t], np.histogram(as_float64(x), bins=23, range=ranges[t])[0])

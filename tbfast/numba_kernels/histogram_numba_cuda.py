@@ -391,8 +391,7 @@ def _build(load):
                            part_f, part_i)
 
     @cuda.jit
-    def count_uniform(data, numel, nchunks, first_in, last_in, auto, stats, t, counts, use_smem, with_stats,
-                      part_f, part_i):
+    def count_uniform(data, numel, nchunks, ranges, auto, stats, t, counts, use_smem, with_stats, part_f, part_i):
         hist = cuda.shared.array(0, _I32)  # dynamic: bins + 2 slots when use_smem
         s_mn = cuda.shared.array(TPB, _F64)
         s_mx = cuda.shared.array(TPB, _F64)
@@ -403,8 +402,8 @@ def _build(load):
         s_ninf = cuda.shared.array(TPB, _I64)
         tid = cuda.threadIdx.x
         nb = counts.shape[0]
-        first = first_in
-        last = last_in
+        first = ranges[t, 0]  # explicit ranges: [T, 2] in device memory (read here, never on the host)
+        last = ranges[t, 1]
         if auto:  # csrc/histogram.h auto_range, from the device stats of tensor t
             lo = stats[t, 0]
             hi = stats[t, 1]
@@ -592,6 +591,17 @@ def _run(job, stream, device_index, handle):
         edges = np.array(spec.edges, dtype=np.float64)  # a writable copy (the simulator writes arguments back)
         if not SIMULATOR:
             edges = _device_edges(edges, device_index, handle, stream)
+    # Uniform ranges on the device: a tensor already there (group=: reduced over the ranks,
+    # never read on the host), else one pinned asynchronous upload. Uniform-auto reads its
+    # range from the stats instead (the kernel ignores this argument then).
+    ranges = stats
+    if mode == 1:
+        from .. import _device
+
+        r = spec.ranges
+        if not torch.is_tensor(r):
+            r = _device.to_device(np.ascontiguousarray(r, dtype=np.float64).reshape(T, 2), out.stats.device)
+        ranges = _as_numba(r.to(torch.float64).contiguous())
 
     for t, desc in enumerate(job.descs):
         nchunks, g = grids[t]
@@ -603,12 +613,11 @@ def _run(job, stream, device_index, handle):
             k_edges[g, TPB, stream, shmem](data, numel, nchunks, edges, _as_numba(out.counts[t]), use_smem, True,
                                           part_f, part_i)
         elif count and mode == 1:
-            lo, hi = np.float64(spec.ranges[t][0]), np.float64(spec.ranges[t][1])
-            k_uniform[g, TPB, stream, shmem](data, numel, nchunks, lo, hi, False, stats, t, _as_numba(out.counts[t]),
+            k_uniform[g, TPB, stream, shmem](data, numel, nchunks, ranges, False, stats, t, _as_numba(out.counts[t]),
                                             use_smem, True, part_f, part_i)
         elif g:  # uniform-auto: the range needs the stats first
             k_stats[g, TPB, stream](data, numel, nchunks, part_f, part_i)
         _reduce[1, TPB, stream](part_f, part_i, g, stats, nonfinite, t)
         if count and mode == 2:
-            k_uniform[g, TPB, stream, shmem](data, numel, nchunks, np.float64(0.0), np.float64(1.0), True, stats, t,
-                                            _as_numba(out.counts[t]), use_smem, False, part_f, part_i)
+            k_uniform[g, TPB, stream, shmem](data, numel, nchunks, ranges, True, stats, t, _as_numba(out.counts[t]),
+                                            use_smem, False, part_f, part_i)
