@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import re
+import signal
 import sys
 import time
 
@@ -77,6 +78,10 @@ def _floor_targets(rows):
     return out
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks")
     p.add_argument("mode", nargs="?", default="quick", choices=("quick", "full"))
@@ -93,9 +98,16 @@ def main(argv=None):
     print(f"tbfast benchmarks ({args.mode}) on {info['cpu_model']} x{info['cpu_count']}, torch {info['torch']}, "
           f"numpy {info['numpy']}; TensorBoard logs in {logdir}", flush=True)
     failed = []
-    for name in [s.strip() for s in args.only.split(",") if s.strip()]:
+    names = [s.strip() for s in args.only.split(",") if s.strip()]
+    for name in names:
         if name not in SUITES:
             p.error(f"unknown suite {name!r}")
+    # A run stopped by `timeout` (SIGTERM) or Ctrl-C still writes and records what it
+    # measured, saying which suite it was stopped in (scripts/gpu-check.sh runs under a
+    # deadline on a lent GPU).
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    interrupted = None
+    for name in names:
         try:
             mod = importlib.import_module(f"benchmarks.bench_{name}")
         except ImportError as exc:
@@ -104,11 +116,20 @@ def main(argv=None):
             continue
         print(f"[{name}]", flush=True)
         t0 = time.perf_counter()
-        mod.run(ctx)
+        try:
+            mod.run(ctx)
+        except KeyboardInterrupt as exc:
+            interrupted = f"stopped ({exc or 'interrupt'}) in suite {name} after {time.perf_counter() - t0:.1f} s"
+            print(f"[{name}] {interrupted}: writing what was measured", flush=True)
+            failed.append(name)
+            break
         print(f"[{name}] done in {time.perf_counter() - t0:.1f} s", flush=True)
+    signal.signal(signal.SIGTERM, previous)
     harness.annotate_read_once(ctx.rows)
     lines = ["", "Targets (speed-up = peer time / tbfast time, same run, same machine; tbfast's time also as a "
                  "multiple of reading the data once):"]
+    if interrupted:
+        lines.insert(1, f"INCOMPLETE RUN: {interrupted}; the rows below are what was measured before")
     for label, got, target, vs_read in _targets(ctx.rows):
         floor = f"   tbfast = {vs_read:.2f}x read-once" if vs_read else ""
         lines.append(f"  {label:44s} {got:9.1f}x   target >= {target}x   {'MET' if got >= target else 'NOT MET'}"
