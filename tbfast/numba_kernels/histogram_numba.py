@@ -52,6 +52,26 @@ def _load(arr, i, kind, lut):
     return np.float64(arr[i])
 
 
+def account(v, mn, mx, s, q, nan, pinf, ninf):
+    """One value into running stats (finite ones only; non-finite counted). Plain Python,
+    compiled here for the CPU and by histogram_numba_cuda as a CUDA device function."""
+    if math.isfinite(v):
+        mn = min(mn, v)
+        mx = max(mx, v)
+        s += v
+        q += v * v
+    elif v != v:
+        nan += 1
+    elif v > 0:
+        pinf += 1
+    else:
+        ninf += 1
+    return mn, mx, s, q, nan, pinf, ninf
+
+
+_account = numba.njit(cache=True, inline="always")(account)
+
+
 @numba.njit(cache=True, parallel=True)
 def _chunk_stats(arr, kind, lut, out):
     n = arr.size
@@ -60,18 +80,7 @@ def _chunk_stats(arr, kind, lut, out):
         mn, mx, s, q = math.inf, -math.inf, 0.0, 0.0
         nan = pinf = ninf = 0
         for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            v = _load(arr, i, kind, lut)
-            if math.isfinite(v):
-                mn = min(mn, v)
-                mx = max(mx, v)
-                s += v
-                q += v * v
-            elif v != v:
-                nan += 1
-            elif v > 0:
-                pinf += 1
-            else:
-                ninf += 1
+            mn, mx, s, q, nan, pinf, ninf = _account(_load(arr, i, kind, lut), mn, mx, s, q, nan, pinf, ninf)
         out[c, 0], out[c, 1], out[c, 2], out[c, 3] = mn, mx, s, q
         out[c, 4], out[c, 5], out[c, 6] = nan, pinf, ninf
 

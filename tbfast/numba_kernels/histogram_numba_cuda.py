@@ -37,6 +37,7 @@ import numba
 from numba import cuda
 
 from .. import _dtypes
+from .histogram_numba import account
 
 TPB = 128  # threads per block (a power of two, like FAN)
 FAN = 16  # fan-in of the block reduction tree (two levels for 128 threads: few syncthreads)
@@ -293,21 +294,7 @@ def _reduce(part_f, part_i, nparts, stats, nonfinite, t):
         nonfinite[t, 2] = s_ninf[0]
 
 
-@cuda.jit(device=True)
-def _account(v, mn, mx, s, q, nan, pinf, ninf):
-    """One value into a thread's running stats (finite ones only; non-finite counted)."""
-    if math.isfinite(v):
-        mn = min(mn, v)
-        mx = max(mx, v)
-        s += v
-        q += v * v
-    elif v != v:
-        nan += 1
-    elif v > 0:
-        pinf += 1
-    else:
-        ninf += 1
-    return mn, mx, s, q, nan, pinf, ninf
+_account = cuda.jit(device=True)(account)  # the CPU fallback's, as a device function
 
 
 def _build(load):

@@ -105,6 +105,22 @@ def _normalized_byte(v, lo, hi, is_f64):
     return _clip_truncate(((c32 - lo32) / np.float32(d)) * _F255)
 
 
+@cuda.jit(device=True)
+def _block_minmax(tid, mn, mx, s_mn, s_mx):
+    """Block-wide min and max of every thread's (mn, mx) into s_mn[0], s_mx[0]: a halving
+    tree over the TPB shared slots (min/max are exact, so any order gives the same)."""
+    s_mn[tid] = mn
+    s_mx[tid] = mx
+    cuda.syncthreads()
+    width = TPB // 2
+    while width > 0:
+        if tid < width:
+            s_mn[tid] = min(s_mn[tid], s_mn[tid + width])
+            s_mx[tid] = max(s_mx[tid], s_mx[tid + width])
+        cuda.syncthreads()
+        width //= 2
+
+
 def _build(load):
     """The range and canvas kernels for one pixel loader (per dtype kind); numba
     specialises them per array dtype on first use."""
@@ -134,16 +150,7 @@ def _build(load):
                         mn = min(mn, v)
                         mx = max(mx, v)
             ch += per_image
-        s_mn[tid] = mn
-        s_mx[tid] = mx
-        cuda.syncthreads()
-        width = TPB // 2
-        while width > 0:
-            if tid < width:
-                s_mn[tid] = min(s_mn[tid], s_mn[tid + width])
-                s_mx[tid] = max(s_mx[tid], s_mx[tid + width])
-            cuda.syncthreads()
-            width //= 2
+        _block_minmax(tid, mn, mx, s_mn, s_mx)
         if tid == 0:
             part[k, g, 0] = s_mn[0]
             part[k, g, 1] = s_mx[0]
@@ -218,16 +225,7 @@ def _finalize(part, n, per_image, table):
         table[k, 0] = mn
         table[k, 1] = mx
         k += TPB
-    s_mn[tid] = gmn
-    s_mx[tid] = gmx
-    cuda.syncthreads()
-    width = TPB // 2
-    while width > 0:
-        if tid < width:
-            s_mn[tid] = min(s_mn[tid], s_mn[tid + width])
-            s_mx[tid] = max(s_mx[tid], s_mx[tid + width])
-        cuda.syncthreads()
-        width //= 2
+    _block_minmax(tid, gmn, gmx, s_mn, s_mx)
     if tid == 0:
         lo = s_mn[0]
         hi = s_mx[0]
