@@ -442,6 +442,18 @@ class EventFileWriter:
         Idempotent; the first call re-raises a background I/O error if one happened."""
         self._worker.close()
 
+    def reopen(self) -> None:
+        """After close(): continues in a new event file in the same directory (its own
+        first record included), with the same options; :attr:`path` is then the new
+        file. Does nothing while the writer is open (a background error included: that
+        one is raised by the next add, flush or close). Raises OSError when the file
+        cannot be created."""
+        old = self._worker
+        if not old._closing:
+            return
+        f, path = _open_event_file(self._logdir, old._suffix)
+        self._worker = _Worker(f, path, self._logdir, old._suffix, old._max_queue, old._flush_secs)
+
     def __enter__(self):
         return self
 

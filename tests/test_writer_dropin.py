@@ -78,6 +78,32 @@ def test_every_public_method_with_torchs_signature():
         assert all(p.kind is p.KEYWORD_ONLY and p.default is not p.empty for p in extra), (name, extra)
 
 
+def test_torchs_public_attributes(tmp_path):
+    from tbfast.writer import FileWriter
+
+    t, o = TorchWriter(str(tmp_path / "torch"), purge_step=2), tbfast.SummaryWriter(str(tmp_path / "ours"), purge_step=2)
+    attrs = {a for a in vars(t) if not a.startswith("_")}
+    assert {"file_writer", "all_writers", "default_bins", "log_dir", "purge_step", "max_queue", "flush_secs",
+            "filename_suffix"} <= attrs
+    assert attrs <= {a for a in dir(o) if not a.startswith("_")}
+    for a in ("purge_step", "max_queue", "flush_secs", "filename_suffix"):
+        assert getattr(o, a) == getattr(t, a), a
+    assert type(o.default_bins) is list and o.default_bins == t.default_bins and len(o.default_bins) == 1549
+    for w, base in ((t, tmp_path / "torch"), (o, tmp_path / "ours")):
+        assert w._get_file_writer() is w.file_writer and w.file_writer.get_logdir() == str(base)
+        assert w.all_writers == {str(base): w.file_writer}
+        w.add_scalars("g/h", {"x": 1.0}, 1)
+        assert {os.path.relpath(k, base) for k in w.all_writers} == {".", "g_h_x"}
+        assert all(callable(fw.flush) and callable(fw.close) for fw in w.all_writers.values())
+        w.close()
+        assert w.file_writer is None and w.all_writers is None
+        w.add_text("t", "again", 2)
+        assert w.all_writers == {str(base): w.file_writer}
+        w.close()
+    assert isinstance(o._get_file_writer(), FileWriter)
+    o.close()
+
+
 # --- lifecycle -------------------------------------------------------------------------
 
 
@@ -314,6 +340,129 @@ def test_add_hparams_default_run_name_and_type_check(tmp_path):
             w.add_hparams([("a", 1)], {"m": 2.0})
     (run,) = [d for d in os.listdir(tmp_path) if os.path.isdir(tmp_path / d)]
     assert abs(float(run) - time.time()) < 600
+
+
+# --- file_writer: torch's FileWriter API -----------------------------------------------------
+
+
+def events_after_the_first(logdir, keep_wall_time=False):
+    """Serialised events of ``logdir`` after each file's first record (whose writer name
+    differs), wall times zeroed unless kept."""
+    out = []
+    for e in raw_events(logdir):
+        if e.WhichOneof("what") == "file_version" and e.source_metadata.writer:
+            continue
+        if not keep_wall_time:
+            e.wall_time = 0
+        out.append(e.SerializeToString())
+    return out
+
+
+def test_lightning_hparams_through_get_file_writer_equal_torch(tmp_path):
+    """PyTorch Lightning's TensorBoardLogger.log_hyperparams: metrics through add_scalar,
+    then torch's hparams summaries through ``experiment._get_file_writer().add_summary``."""
+    from torch.utils.tensorboard.summary import hparams
+
+    def fn(w):
+        params, metrics = {"lr": 0.1, "opt": "adam", "layers": 3}, {"hp_metric": -1}
+        w.add_scalar("hp_metric", -1, 0)  # log_metrics(metrics, 0)
+        exp, ssi, sei = hparams(params, metrics)
+        writer = w._get_file_writer()
+        writer.add_summary(exp)
+        writer.add_summary(ssi)
+        writer.add_summary(sei)
+        w.add_scalar("loss", 0.5, 1)  # buffered by tbfast; a later add_summary writes it first
+        writer.add_summary(sei, np.int64(2), walltime=50.0)
+
+    theirs, ours = both(tmp_path, fn)
+    a, b = events_after_the_first(theirs), events_after_the_first(ours)
+    assert len(a) == 6 and a == b
+    tags = [(s, v.tag) for s, v in event_values(ours)]
+    assert tags == [(0, "hp_metric"), (0, "_hparams_/experiment"), (0, "_hparams_/session_start_info"),
+                    (0, "_hparams_/session_end_info"), (1, "loss"), (2, "_hparams_/session_end_info")]
+    assert raw_events(ours)[-1].wall_time == 50.0
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    exp = plugin_data_pb2.HParamsPluginData.FromString(event_values(ours)[1][1].metadata.plugin_data.content)
+    assert {h.name for h in exp.experiment.hparam_infos} == {"lr", "opt", "layers"}
+
+
+def test_file_writer_add_event_and_graphs_equal_torch(tmp_path):
+    from tensorboard.compat.proto.event_pb2 import Event as TBEvent, SessionLog as TBSessionLog
+    from torch.utils.tensorboard._pytorch_graph import graph
+
+    torch.manual_seed(0)
+    graph_profile = graph(Net(), torch.randn(2, 1, 8, 8))
+
+    def fn(w):
+        fw = w._get_file_writer()
+        event = TBEvent(session_log=TBSessionLog(status=TBSessionLog.CHECKPOINT, checkpoint_path="ck", msg="m"))
+        fw.add_event(event, np.int64(7), walltime=123.5)
+        assert (event.wall_time, event.step) == (123.5, 7)  # set on the caller's event, as torch does
+        fw.add_event(TBEvent(step=9, file_version="brain.Event:2"), walltime=124.0)  # its own step kept
+        fw.add_graph(graph_profile, walltime=125.0)
+        fw.add_onnx_graph(graph_profile[0], walltime=126.0)
+        fw.flush()
+
+    theirs, ours = both(tmp_path, fn)
+    a, b = events_after_the_first(theirs, True), events_after_the_first(ours, True)
+    assert len(a) == 5 and a == b
+    assert [e.WhichOneof("what") for e in raw_events(ours)[1:]] == \
+        ["session_log", "file_version", "graph_def", "tagged_run_metadata", "graph_def"]
+
+
+def test_file_writer_takes_tbfast_protos_and_rejects_other_messages(tmp_path):
+    from tbfast.proto import Event, SessionLog
+
+    with tbfast.SummaryWriter(str(tmp_path)) as w:
+        fw = w.file_writer
+        fw.add_event(Event(session_log=SessionLog(status=SessionLog.STOP)), 3, 10.0)
+        fw.add_summary(tbfast.writer.text_summary("t", "x"), 4, 11.0)
+        fw.add_summary(tbfast.writer.scalar_summary("s", 2.0).SerializeToString(), 5, 12.0)
+        with pytest.raises(TypeError, match="add_event expects a TensorBoard Event"):
+            fw.add_event(tbfast.writer.scalar_summary("s", 1.0))
+        with pytest.raises(TypeError, match="add_summary expects a TensorBoard Summary"):
+            fw.add_summary(Event())
+        with pytest.raises(ValueError, match="NaN"):
+            fw.add_event(Event(), walltime=float("nan"))
+        with pytest.raises(TypeError, match="step"):
+            fw.add_event(Event(), step=1.5)
+    events = raw_events(tmp_path)[1:]
+    assert [(e.step, e.wall_time, e.WhichOneof("what")) for e in events] == \
+        [(3, 10.0, "session_log"), (4, 11.0, "summary"), (5, 12.0, "summary")]
+    assert events[0].session_log.status == SessionLog.STOP
+
+
+def test_file_writer_after_close_is_a_new_file_as_in_torch(tmp_path):
+    from torch.utils.tensorboard.summary import scalar
+
+    from tbfast.event_file import WriterClosedError
+
+    kept = {}
+    for make, sub in ((TorchWriter, "torch"), (tbfast.SummaryWriter, "ours")):
+        w = make(str(tmp_path / sub))
+        kept[sub] = w._get_file_writer()
+        kept[sub].add_summary(scalar("a", 1.0), 1)
+        w.close()
+        w._get_file_writer().add_summary(scalar("a", 2.0), 2)  # a new FileWriter, a new file
+        assert w.file_writer is not kept[sub]
+        w.close()
+        assert len(glob.glob(str(tmp_path / sub / "*tfevents*"))) == 2
+    a = sorted((s, v.tag, v.simple_value) for s, v in event_values(tmp_path / "torch"))
+    assert a == sorted((s, v.tag, v.simple_value) for s, v in event_values(tmp_path / "ours")) == \
+        [(1, "a", 1.0), (2, "a", 2.0)]
+    # the FileWriter kept from before close() is closed (torch's raises too); reopen() continues
+    # in a new file (torch's FileWriter.reopen calls a method TensorBoard's writer lacks)
+    old = kept["ours"]
+    with pytest.raises(WriterClosedError):
+        old.add_summary(scalar("a", 3.0), 3)
+    old.reopen()
+    old.reopen()  # open: nothing happens
+    old.add_summary(scalar("a", 3.0), 3)
+    old.close()
+    assert len(glob.glob(str(tmp_path / "ours" / "*tfevents*"))) == 3
+    assert sorted((s, v.simple_value) for s, v in values_by_tag(tmp_path / "ours")["a"]) == [(1, 1.0), (2, 2.0),
+                                                                                           (3, 3.0)]
 
 
 # --- figures -----------------------------------------------------------------------------
