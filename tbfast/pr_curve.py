@@ -562,27 +562,42 @@ class PRCurveAccumulator:
     def sync(self, group=None):
         """Sum the accumulated state over a torch.distributed ``group`` (default: the
         world) in place, for sharded evaluation: afterwards every rank holds the curve of
-        the union of all ranks' batches. One all_reduce(SUM) of one packed buffer (counts,
-        or float64 sums, and the bad-value counters), on the state's device (gloo on CPU,
-        NCCL on CUDA, no host sync). Every rank must call it, with the same configuration;
-        a rank that saw no batch contributes zeros."""
+        the union of all ranks' batches. Every rank must call it, with the same
+        configuration; ranks may differ in what they saw (no batch at all, unweighted or
+        weighted batches).
+
+        One all_reduce(SUM) of one float64 buffer: the counts or weighted sums, the
+        bad-value counters and a 'weighted' flag. Counts are exact in float64 below 2^53
+        (more samples than any evaluation set). If any rank was weighted, every rank
+        switches to weighted sums (unweighted samples weigh 1); otherwise the counts go
+        back to int64 exactly. The collective runs where the backend wants it: a rank
+        that saw no batch creates its state on the CUDA current device for NCCL (on the
+        CPU otherwise), and a CPU state is moved to CUDA and back for NCCL. Reading the
+        flag is one host read after the collective (on CUDA: waits for it)."""
         import torch
         import torch.distributed as dist
 
         from . import distributed
 
         group = distributed.resolve_group(True if group is None else group)
-        st = self._ensure_state()
-        values = st.values()
-        as_t = (lambda x: torch.from_numpy(x)) if isinstance(values, np.ndarray) else (lambda x: x)
-        v, bad = as_t(values), as_t(st.bad)
-        if st.weighted:  # sums and counters in one float64 buffer (counters exact below 2^53)
-            buf = torch.cat([v.reshape(-1), bad.to(torch.float64)])
-        else:
-            buf = torch.cat([v.reshape(-1), bad])
+        nccl = str(dist.get_backend(group)) == "nccl"
+        if self._state is None:  # nothing seen here: zeros where the collective runs
+            device = ("cuda", torch.cuda.current_device()) if nccl else ("cpu", None)
+            self._state = _State(self._classes(), self.num_thresholds, False, device)
+        st = self._state
+        as_t = lambda x: torch.from_numpy(x) if isinstance(x, np.ndarray) else x  # noqa: E731
+        v, bad = as_t(st.values()), as_t(st.bad)
+        flag = torch.full((1,), float(st.weighted), dtype=torch.float64, device=v.device)
+        buf = torch.cat([v.reshape(-1).to(torch.float64), bad.to(torch.float64), flag])
+        if nccl and buf.device.type == "cpu":
+            buf = buf.to(torch.device("cuda", torch.cuda.current_device()))
         dist.all_reduce(buf, op=dist.ReduceOp.SUM, group=group)
-        v.reshape(-1).copy_(buf[:v.numel()])
-        bad.copy_(buf[v.numel():].to(bad.dtype))
+        buf = buf.to(v.device)
+        n = v.numel()
+        if buf[-1].item() > 0:  # some rank was weighted: every rank holds sums
+            st.to_weighted()
+        as_t(st.values()).reshape(-1).copy_(buf[:n])  # float64 -> int64 exact for counts below 2^53
+        bad.copy_(buf[n:n + NUM_BAD_SLOTS])
         return self
 
     def reset(self):

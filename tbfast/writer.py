@@ -10,9 +10,13 @@ file in the same log dir (and new ones for add_scalars' sub-runs).
 torch's lower level is here too: ``file_writer`` / ``_get_file_writer()`` is a
 :class:`FileWriter` (torch's ``FileWriter`` API on tbfast's event-file writer), which
 code such as PyTorch Lightning's hparams logging writes TensorBoard protos through.
+Annotations are strings, as in torch's writer module, so that signatures compare equal.
 """
 
+from __future__ import annotations
+
 import datetime
+import inspect
 import os
 import socket
 import threading
@@ -157,7 +161,7 @@ class SummaryWriter(ScalarLogging, HistogramLogging, PRCurveLogging, ImageLoggin
     """
 
     def __init__(self, log_dir=None, comment="", purge_step=None, max_queue=10, flush_secs=120,
-                 filename_suffix=""):
+                 filename_suffix="") -> None:
         if not log_dir:
             stamp = datetime.datetime.now().strftime("%b%d_%H-%M-%S")
             log_dir = os.path.join("runs", f"{stamp}_{socket.gethostname()}{comment}")
@@ -247,11 +251,11 @@ class SummaryWriter(ScalarLogging, HistogramLogging, PRCurveLogging, ImageLoggin
 
     # -- everyday methods (scalars: scalar_logging) ----------------------------------------
 
-    def add_text(self, tag, text_string, global_step=None, walltime=None):
+    def add_text(self, tag, text_string, global_step=None, walltime=None) -> None:
         """Text (markdown) under ``<tag>/text_summary``, as torch writes it."""
         self._write_summary(text_summary(tag, text_string), global_step, walltime)
 
-    def flush(self):
+    def flush(self) -> None:
         """Block until everything queued so far is written and flushed to disk. No-op
         after close()."""
         if self._file_writer is None:
@@ -260,7 +264,7 @@ class SummaryWriter(ScalarLogging, HistogramLogging, PRCurveLogging, ImageLoggin
         for fw in list(self._scalars_writers.values()):
             fw.flush()
 
-    def close(self):
+    def close(self) -> None:
         """Write everything accepted and close the files. Idempotent. The next write
         opens new event files in the same directories, as in torch."""
         if self._file_writer is None:
@@ -290,3 +294,31 @@ class SummaryWriter(ScalarLogging, HistogramLogging, PRCurveLogging, ImageLoggin
     def __exit__(self, *exc):
         self.close()
 
+
+# torch annotates its writer's methods (as strings: ``from __future__ import
+# annotations``). The ones defined in this module carry the same annotations; the
+# capability mixins' methods get theirs here, only where they have none, so that
+# inspect.signature of every method equals torch's (tests/test_writer_dropin.py). Once a
+# mixin writes an annotation in its own source, its entry here does nothing and can go.
+_TORCH_PARAMETER_ANNOTATIONS = {
+    "add_figure": {"tag": "str", "figure": "Figure | list[Figure]", "global_step": "int | None", "close": "bool",
+                   "walltime": "float | None"},
+}
+_TORCH_RETURNS_NONE = (
+    "add_audio", "add_custom_scalars", "add_custom_scalars_marginchart", "add_custom_scalars_multilinechart",
+    "add_embedding", "add_figure", "add_graph", "add_histogram", "add_histogram_raw", "add_hparams", "add_image",
+    "add_image_with_boxes", "add_images", "add_mesh", "add_onnx_graph", "add_pr_curve", "add_pr_curve_raw",
+    "add_scalar", "add_scalars", "add_tensor", "add_video",
+)
+
+
+def _annotate_like_torch(cls):
+    for name in _TORCH_RETURNS_NONE:
+        inspect.unwrap(getattr(cls, name)).__annotations__.setdefault("return", "None")
+    for name, params in _TORCH_PARAMETER_ANNOTATIONS.items():
+        annotations = inspect.unwrap(getattr(cls, name)).__annotations__
+        for param, annotation in params.items():
+            annotations.setdefault(param, annotation)
+
+
+_annotate_like_torch(SummaryWriter)

@@ -64,18 +64,49 @@ def public_methods(cls):
     return sorted(m for m in dir(cls) if not m.startswith("_") and callable(getattr(cls, m)))
 
 
+# tbfast's keyword-only parameters after torch's, each documented in the method's docstring
+EXTRA_KEYWORDS = {"add_histogram": ["group"]}
+
+
+def annotation(a):
+    """An annotation as a string: torch's writer module uses string annotations (``from
+    __future__ import annotations``), a module without that import has objects."""
+    return a if a is inspect.Signature.empty or isinstance(a, str) else inspect.formatannotation(a)
+
+
+def signature(fn):
+    sig = inspect.signature(fn)
+    return [(p.name, p.kind, p.default, annotation(p.annotation)) for p in sig.parameters.values()], \
+        annotation(sig.return_annotation)
+
+
 def test_every_public_method_with_torchs_signature():
-    """torch's parameters in torch's order with its kinds and defaults; tbfast may only add
-    keyword-only parameters with defaults after them, so every torch call means the same."""
+    """torch's full signature (parameters in torch's order with their kinds, defaults and
+    annotations; the return annotation); tbfast may only add its documented keyword-only
+    parameters with defaults after them, so every torch call means the same."""
     missing = set(public_methods(TorchWriter)) - set(public_methods(tbfast.SummaryWriter))
     assert not missing
-    for name in public_methods(TorchWriter) + ["__init__"]:
-        theirs = list(inspect.signature(getattr(TorchWriter, name)).parameters.values())
-        ours = list(inspect.signature(getattr(tbfast.SummaryWriter, name)).parameters.values())
-        assert [(p.name, p.kind, p.default) for p in theirs] == \
-               [(p.name, p.kind, p.default) for p in ours[:len(theirs)]], name
+    for name in public_methods(TorchWriter) + ["__init__", "_get_file_writer"]:
+        theirs, their_return = signature(getattr(TorchWriter, name))
+        ours, our_return = signature(getattr(tbfast.SummaryWriter, name))
+        assert (ours[:len(theirs)], our_return) == (theirs, their_return), name
         extra = ours[len(theirs):]
-        assert all(p.kind is p.KEYWORD_ONLY and p.default is not p.empty for p in extra), (name, extra)
+        assert [p[0] for p in extra] == EXTRA_KEYWORDS.get(name, []), name
+        for p_name, kind, default, _ in extra:
+            assert kind is inspect.Parameter.KEYWORD_ONLY and default is not inspect.Parameter.empty, (name, p_name)
+            assert f"``{p_name}``" in getattr(tbfast.SummaryWriter, name).__doc__, (name, p_name)
+    assert any(r == "None" for r in (signature(getattr(TorchWriter, n))[1] for n in public_methods(TorchWriter)))
+
+
+def test_file_writer_has_torchs_file_writer_signatures():
+    from torch.utils.tensorboard.writer import FileWriter as TorchFileWriter
+
+    from tbfast.writer import FileWriter
+
+    names = public_methods(TorchFileWriter)
+    assert {"add_event", "add_summary", "add_graph", "add_onnx_graph", "flush", "close", "reopen"} <= set(names)
+    for name in names + ["__init__"]:
+        assert signature(getattr(FileWriter, name)) == signature(getattr(TorchFileWriter, name)), name
 
 
 def test_torchs_public_attributes(tmp_path):
