@@ -607,6 +607,27 @@ def test_core_needs_no_tensorboard_and_the_rest_names_its_extra(tmp_path):
     assert {"s", "t/text_summary", "h", "h2", "p", "i", "ii"} <= set(values_by_tag(tmp_path))
 
 
+@pytest.mark.parametrize("blocked", [("moviepy", "moviepy.editor"), ("moviepy.editor",)],
+                         ids=["no moviepy", "moviepy 2 (no moviepy.editor)"])
+def test_add_video_without_moviepy_names_the_extra(tmp_path, monkeypatch, blocked):
+    pytest.importorskip("tensorboard")
+    for name in blocked:
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+    with tbfast.SummaryWriter(str(tmp_path)) as w:
+        with pytest.raises(ImportError, match=r"add_video .*pip install 'tbfast\[video\]'"):
+            w.add_video("v", torch.rand(1, 2, 3, 4, 4), 1)
+        w.add_text("after", "still writes", 2)
+    assert sorted(values_by_tag(tmp_path)) == ["after/text_summary"]
+
+
+def test_add_onnx_graph_without_onnx_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with tbfast.SummaryWriter(str(tmp_path)) as w:
+        with pytest.raises(ImportError, match=r"add_onnx_graph .*pip install 'tbfast\[onnx\]'"):
+            w.add_onnx_graph(str(tmp_path / "model.onnx"))
+    assert [e.WhichOneof("what") for e in raw_events(tmp_path)] == ["file_version"]
+
+
 def test_scalar_hand_off_runs_in_a_forked_child(tmp_path):
     code = (
         "import os, time, tbfast\n"
