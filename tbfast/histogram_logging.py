@@ -239,17 +239,29 @@ class HistogramLogging(SummarySink):
                                 group=group)
 
 
-def module_named_tensors(module, parameters=True, gradients=True, prefix="", sharded=False):
+def module_named_tensors(module, parameters=True, gradients=True, prefix="", sharded=False, unwrap=False):
     """[(tag, tensor)] of a module's parameters and existing gradients, tags
-    ``<prefix>parameters/<name>`` and ``<prefix>gradients/<name>``. ``sharded`` (a group
-    is given): the same tags on every rank, so a parameter that requires a gradient but
-    has none on this rank (FSDP1's empty local pieces) contributes an empty gradient."""
+    ``<prefix>parameters/<name>`` and ``<prefix>gradients/<name>``.
+
+    FSDP1's FlatParameters (``use_orig_params=False``) are expanded into this rank's
+    pieces of the original parameters and gradients, named as the model names them and
+    never counting the shard padding (:func:`tbfast.distributed.named_parameter_pieces`).
+    ``sharded`` (a group is given): the same tags on every rank, so a parameter that
+    requires a gradient but has none on this rank (FSDP1's empty local pieces with
+    ``use_orig_params=True``) contributes an empty gradient. Without ``sharded``, empty
+    local pieces are left out (there is nothing to histogram). ``unwrap``: names without
+    the prefixes of DDP, FSDP, checkpoint wrappers and torch.compile (as
+    :func:`tbfast.watch` tags them)."""
+    from .distributed import named_parameter_pieces
+
     named = []
-    for name, p in module.named_parameters():
+    for name, p, grad in named_parameter_pieces(module, unwrap):
+        if not sharded and p.numel() == 0:
+            continue
         if parameters:
             named.append((f"{prefix}parameters/{name}", p))
-        if gradients and p.grad is not None:
-            named.append((f"{prefix}gradients/{name}", p.grad))
+        if gradients and grad is not None:
+            named.append((f"{prefix}gradients/{name}", grad))
         elif gradients and sharded and p.requires_grad:
             named.append((f"{prefix}gradients/{name}", p.detach().reshape(-1)[:0]))
     return named

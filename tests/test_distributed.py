@@ -6,7 +6,6 @@ rank 0 writes equal what a single process writes."""
 import os
 import pickle
 import socket
-import subprocess
 import sys
 
 import numpy as np
@@ -33,9 +32,9 @@ def _free_port():
 def run(request, tmp_path_factory):
     world = request.param
     out = tmp_path_factory.mktemp(f"dist{world}")
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "dist_worker.py"), str(world), str(_free_port()),
-                           str(out)], capture_output=True, text=True, timeout=420)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    returncode, stderr = dist_worker.run_bounded(
+        [sys.executable, os.path.join(HERE, "dist_worker.py"), str(world), str(_free_port()), str(out)], timeout=420)
+    assert returncode == 0, stderr[-4000:]
     ranks = []
     for r in range(world):
         with open(out / f"rank{r}.pkl", "rb") as f:
@@ -75,6 +74,37 @@ def test_two_dimensional_mesh(run):
         _assert_rows_equal(ranks[0][("mesh2d", "tensorflow")][name], want[name], name)
 
 
+@pytest.mark.parametrize("bins", BINS)
+def test_all_reduce_reduction_equals_the_full_tensor(run, bins):
+    """Above the gather limit (forced to 0 in the worker) the reduction is two all_reduce:
+    counts, min and max exact, sums to rounding."""
+    world, _, ranks = run
+    want = dist_worker.hist_rows(tbfast.histograms(dist_worker.full_tensors(), bins=_bins(bins)))
+    for r, res in enumerate(ranks):
+        for name in want:
+            _assert_rows_equal(res[("allreduce", bins)][name], want[name], f"rank {r} {name}")
+
+
+@pytest.mark.parametrize("bins", ["tensorflow", "17"])
+def test_max_bins_with_a_group(run, bins):
+    world, _, ranks = run
+    want = dist_worker.hist_rows(tbfast.histograms(dist_worker.full_tensors(), bins=_bins(bins), max_bins=5))
+    unmerged = dist_worker.hist_rows(tbfast.histograms(dist_worker.full_tensors(), bins=_bins(bins)))
+    for r, res in enumerate(ranks):
+        for name in want:
+            assert len(want[name][0]) < len(unmerged[name][0])  # max_bins merged the buckets
+            _assert_rows_equal(res[("max_bins", bins)][name], want[name], f"rank {r} {name}")
+
+
+@pytest.mark.parametrize("bins", ["auto", "fd"])
+def test_estimator_bins_with_a_group_raise_a_clear_error(run, bins):
+    world, _, ranks = run
+    for res in ranks:
+        for call in ("histograms", "add_histograms"):
+            assert res[("estimator", bins, call)] == \
+                f"bins={bins!r} needs every value on one host; use an int or edges with group=", call
+
+
 def test_plain_tensors_are_parts_of_the_data(run):
     world, _, ranks = run
     want = dist_worker.hist_rows(tbfast.histograms({"part": torch.arange(world * 10, dtype=torch.float32)}, bins=5))
@@ -97,8 +127,8 @@ def _compare_event_files(got_dir, want_dir, rename=lambda tag: tag):
     want = values_by_tag(want_dir)
     assert sorted(got) == sorted(want) and want
     for tag in want:
+        assert [s for s, _ in got[tag]] == [s for s, _ in want[tag]], tag  # same steps, none missing
         for (gs, gv), (ws, wv) in zip(got[tag], want[tag]):
-            assert gs == ws
             if wv.HasField("histo"):
                 g, w = gv.histo, wv.histo
                 assert (list(g.bucket), list(g.bucket_limit), g.min, g.max, g.num) == \
@@ -109,14 +139,35 @@ def _compare_event_files(got_dir, want_dir, rename=lambda tag: tag):
                 assert gv == wv, tag
 
 
+def _assert_only_rank_0_wrote(root, world):
+    """Every rank had a writer under root/rank<r>; the others wrote no value."""
+    for r in range(1, world):
+        assert list((root / f"rank{r}").glob("*tfevents*")), f"rank {r} had no writer"
+        assert values_by_tag(root / f"rank{r}") == {}, f"rank {r} wrote"
+
+
 def test_fsdp2_parameters_and_gradients_written_by_rank_0(run, tmp_path):
     world, out, ranks = run
     model = _single_process_model(ranks[0]["fsdp_full"], ranks[0]["fsdp_grads"])
     with tbfast.SummaryWriter(str(tmp_path / "single")) as w:
         w.add_module_histograms(model, 1)
         w.add_module_histograms(model, 2, bins=11)
-    _compare_event_files(out / "runs" / "fsdp", tmp_path / "single")
-    assert not any((out / "runs").glob("fsdp*/**/rank1*"))
+    _compare_event_files(out / "runs" / "fsdp" / "rank0", tmp_path / "single")
+    _assert_only_rank_0_wrote(out / "runs" / "fsdp", world)
+
+
+def test_summary_writer_group_methods_written_by_rank_0(run, tmp_path):
+    """add_histogram / add_histograms / add_module_histograms(group=True) with a writer
+    on every rank: rank 0 writes what one process writes, the others nothing."""
+    world, out, ranks = run
+    full = dist_worker.full_tensors()
+    model = _single_process_model(ranks[0]["fsdp_full"], ranks[0]["fsdp_grads"])
+    with tbfast.SummaryWriter(str(tmp_path / "single")) as w:
+        w.add_histogram("a", full["a"], 1)
+        w.add_histograms(full, 2, bins=17)
+        w.add_module_histograms(model, 3)
+    _compare_event_files(out / "runs" / "writer" / "rank0", tmp_path / "single")
+    _assert_only_rank_0_wrote(out / "runs" / "writer", world)
 
 
 def test_fsdp1_flat_parameter_pieces(run, tmp_path):
@@ -132,6 +183,51 @@ def test_fsdp1_flat_parameter_pieces(run, tmp_path):
         w.add_module_histograms(model, 1)
     _compare_event_files(out / "runs" / "fsdp1", tmp_path / "single",
                          rename=lambda tag: tag.replace("_fsdp_wrapped_module.", ""))
+
+
+def test_fsdp1_flat_parameters_are_the_original_parameters(run, tmp_path):
+    """use_orig_params=False: FlatParameters (padded shards of 15 and 9 elements, one unit
+    nested) logged as the original parameters: tags the model's names, histograms equal
+    the single-process ones (padding never counted)."""
+    world, out, ranks = run
+    model = dist_worker.fsdp1_flat_model()
+    model(dist_worker.fsdp1_flat_input()).sum().backward()  # every rank ran this batch: same averaged gradients
+    with tbfast.SummaryWriter(str(tmp_path / "single")) as w:
+        w.add_module_histograms(model, 1)
+        w.add_module_histograms(model, 2, bins=11)
+    _compare_event_files(out / "runs" / "fsdp1_flat" / "rank0", tmp_path / "single")
+    _assert_only_rank_0_wrote(out / "runs" / "fsdp1_flat", world)
+    # without a group each rank has its own pieces: together exactly the parameters' elements
+    sizes = {}
+    for res in ranks:
+        for tag, n in res["fsdp1_flat_local"].items():
+            sizes[tag] = sizes.get(tag, 0) + n
+    assert sizes == {f"{kind}/{name}": p.numel() for name, p in model.named_parameters()
+                     for kind in ("parameters", "gradients")}
+
+
+@pytest.mark.parametrize("scenario", dist_worker.PR_SCENARIOS)
+def test_pr_sync_ranks_that_saw_different_batches(run, scenario):
+    """A rank with no batch, one with weighted and others with unweighted batches (and
+    rank 0 the empty one): every rank holds the curve of the union, weighted when any
+    rank was (sums exact here: the weights are multiples of 1/4), int64 counts otherwise."""
+    world, _, ranks = run
+    acc = dist_worker.pr_accumulator(world, scenario, range(world))
+    want, weighted = acc.compute().data, acc.state_dict()["weighted"]
+    assert weighted == (scenario != "empty0")
+    for res in ranks:
+        data, got_weighted, dtype = res[("pr_mixed", scenario)]
+        assert (got_weighted, dtype) == (weighted, "float64" if weighted else "int64")
+        np.testing.assert_array_equal(data, want)
+
+
+def test_pr_sync_ranks_that_differ_written_by_rank_0(run, tmp_path):
+    world, out, _ = run
+    with tbfast.SummaryWriter(str(tmp_path / "single")) as w:
+        w.add_pr_accumulator("val/pr", dist_worker.pr_accumulator(world, "mixed_empty0", range(world)), 4)
+        w.add_pr_accumulator("val/pr_empty0", dist_worker.pr_accumulator(world, "empty0", range(world)), 5)
+    _compare_event_files(out / "runs" / "pr_mixed" / "rank0", tmp_path / "single")
+    _assert_only_rank_0_wrote(out / "runs" / "pr_mixed", world)
 
 
 @pytest.mark.parametrize("weighted", [False, True])
