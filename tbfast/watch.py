@@ -1,10 +1,12 @@
 """``tbfast.watch(model, writer)``: parameter and gradient histograms every N steps.
 
 A step is a **backward pass**: ``loss.backward()`` (or any autograd pass) in which the
-model's first trainable parameter receives its gradient. One post-accumulate-grad hook on
-that parameter counts them; on the steps it does not log, that hook is all that runs (a
-counter increment, about a microsecond). With gradient accumulation, each micro-batch's
-backward is a step.
+tensor that receives the model's gradients gets its gradient: the first trainable
+parameter, or for FSDP1 (both ``use_orig_params`` modes) its first FlatParameter, since
+FSDP1 accumulates gradients there and never into the original parameters. One
+post-accumulate-grad hook on that tensor counts them; on the steps it does not log, that
+hook is all that runs (a counter increment, about a microsecond). With gradient
+accumulation, each micro-batch's backward is a step.
 
 On a logging step the hook queues an autograd callback that runs once the whole backward
 pass is finished (it queues itself once more, so it runs after the callbacks DDP and FSDP
@@ -14,12 +16,15 @@ see it. Then all parameters and/or gradients go to ``writer.add_histograms`` in 
 ``<prefix>parameters/<name>`` and ``<prefix>gradients/<name>`` at ``global_step`` = the
 number of backward passes since ``watch``. Names are the model's own: the prefixes that
 DDP (``module.``), FSDP (``_fsdp_wrapped_module.``), activation checkpointing
-(``_checkpoint_wrapped_module.``) and ``torch.compile`` (``_orig_mod.``) add are removed.
+(``_checkpoint_wrapped_module.``) and ``torch.compile`` (``_orig_mod.``) add are removed,
+and FSDP1's FlatParameters are logged per original parameter
+(:func:`tbfast.distributed.named_parameter_pieces`; their padding is never counted).
 
-Sharded parameters (FSDP2's DTensors): with ``group`` (``True`` for the world, or a
-process group) every rank takes part in one collective and rank 0 writes the histograms of
-the full tensors (:func:`tbfast.distributed.add_histograms`; the writer may be None on the
-other ranks). Without ``group`` each rank logs the histogram of its local shard.
+Sharded parameters (FSDP2's DTensors, FSDP1's pieces): with ``group`` (``True`` for the
+world, or a process group) every rank takes part in one collective and rank 0 writes the
+histograms of the full tensors (:func:`tbfast.distributed.add_histograms`; the writer may
+be None on the other ranks). Without ``group`` each rank logs the histogram of its local
+shard (ranks holding none of a parameter leave it out).
 """
 
 import weakref
@@ -48,6 +53,19 @@ def _local_shard():
     return lambda t: t.to_local() if isinstance(t, DTensor) else t
 
 
+def _gradient_receiver(model):
+    """The tensor whose gradient accumulation marks a backward pass: FSDP1's first
+    FlatParameter (its units' ``_handle.flat_param``; with ``use_orig_params=True`` the
+    original parameters never receive a gradient themselves), else the first parameter
+    that requires grad (a FlatParameter itself with ``use_orig_params=False``; a DTensor
+    under FSDP2). None when there is none."""
+    for module in model.modules():
+        flat = getattr(getattr(module, "_handle", None), "flat_param", None)
+        if flat is not None and getattr(flat, "_is_flat_param", False) and flat.requires_grad:
+            return flat
+    return next((p for p in model.parameters() if p.requires_grad), None)
+
+
 class Watch:
     """What :func:`watch` installed on a model. ``steps``: backward passes counted so far;
     ``remove()`` (or :func:`unwatch`) takes the hook off."""
@@ -57,9 +75,10 @@ class Watch:
         self.bins, self.max_bins, self.group = bins, max_bins, group
         self.steps = 0
         self._model = weakref.ref(model)
-        hooked = next((p for p in model.parameters() if p.requires_grad), None)
+        hooked = _gradient_receiver(model)
         if hooked is None:
-            raise ValueError("watch: the model has no parameter that requires grad, so it has no backward pass to count")
+            raise ValueError("watch: the model has no parameter that requires grad (and no FSDP FlatParameter), so "
+                             "there is no tensor receiving gradients to count backward passes on")
         self._handle = hooked.register_post_accumulate_grad_hook(self._on_grad)
 
     def _on_grad(self, _param):
@@ -75,18 +94,16 @@ class Watch:
         engine.queue_callback(lambda: engine.queue_callback(lambda: self._log(step)))
 
     def _log(self, step):
+        from .histogram_logging import module_named_tensors
+
         model = self._model()
         if model is None:
             return
         params, grads = self.log in ("parameters", "all"), self.log in ("gradients", "all")
-        local = _local_shard() if self.group is None else (lambda t: t)
-        named = []
-        for name, p in model.named_parameters():
-            name = unwrapped_name(name)
-            if params:
-                named.append((f"{self.prefix}parameters/{name}", local(p.detach())))
-            if grads and p.grad is not None:
-                named.append((f"{self.prefix}gradients/{name}", local(p.grad)))
+        named = module_named_tensors(model, params, grads, self.prefix, sharded=self.group is not None, unwrap=True)
+        if self.group is None:  # each rank its local shard; nothing where it holds none
+            local = _local_shard()
+            named = [(tag, t) for tag, t in ((tag, local(t.detach())) for tag, t in named) if t.numel()]
         if not named:
             return
         if self.group is not None:  # one collective; rank 0 of the group writes
@@ -117,7 +134,7 @@ def watch(model, writer, log="gradients", log_freq=100, prefix="", bins="tensorf
     bins / max_bins as in ``add_histogram``; group: histograms of the full tensors of a
     sharded model, rank 0 writing (see the module docstring, also for what a step is). Watching a model again replaces the earlier watch.
     Returns the :class:`Watch`. Raises ValueError for a bad ``log`` or ``log_freq``, or a
-    model without trainable parameters.
+    model without a tensor that receives gradients (no trainable parameter).
     """
     if log not in _LOG:
         raise ValueError(f"log must be one of {', '.join(map(repr, _LOG))}, got {log!r}")

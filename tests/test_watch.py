@@ -4,7 +4,6 @@ passes, against torch's writer's add_histogram of the same tensors at the same s
 import math
 import os
 import socket
-import subprocess
 import sys
 import textwrap
 
@@ -16,6 +15,9 @@ import tbfast
 from tbfast.watch import unwrapped_name
 
 from conftest import values_by_tag
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dist_worker  # noqa: E402
 
 
 def assert_same_histograms(ours, theirs):
@@ -129,7 +131,7 @@ def test_watch_through_a_torch_writer(tmp_path):
 
 
 DDP_SCRIPT = textwrap.dedent('''
-    import os, sys
+    import copy, os, sys
     import torch, torch.distributed as dist, torch.multiprocessing as mp
 
     def run(rank, port, logdir):
@@ -187,6 +189,47 @@ DDP_SCRIPT = textwrap.dedent('''
         if rank == 0:
             ours.close()
             ref.close()
+
+        # FSDP1, both use_orig_params modes: gradients land in FlatParameters (never in the
+        # original parameters); logged per original parameter, each rank its pieces or,
+        # with group=True, the full tensors written by rank 0. Unit sizes 40 and 15.
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+        from tbfast.watch import unwrapped_name
+        torch.manual_seed(0)
+        plain = torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3, bias=False))
+        init = copy.deepcopy(plain)
+        x = torch.randn(6, 7, generator=torch.Generator().manual_seed(5))  # the same batch on every rank
+        plain(x).pow(2).mean().backward()  # FSDP1's averaged gradients are these
+        full = {n: (p.detach(), p.grad) for n, p in plain.named_parameters()}
+        for orig in (True, False):
+            for grouped in (False, True):
+                model = copy.deepcopy(init)
+                model[2] = FSDP(model[2], device_id=torch.device("cpu"), use_orig_params=orig)
+                fsdp = FSDP(model, device_id=torch.device("cpu"), use_orig_params=orig)
+                where = os.path.join(logdir, f"fsdp1_{orig}", "full" if grouped else f"rank{rank}")
+                writes = rank == 0 or not grouped
+                ours = tbfast.SummaryWriter(os.path.join(where, "ours")) if writes else None
+                ref = SummaryWriter(os.path.join(where, "torch")) if writes else None
+                tbfast.watch(fsdp, ours, log="all", log_freq=1, group=True if grouped else None)
+                fsdp(x).pow(2).mean().backward()
+                tbfast.unwatch(fsdp)
+                if grouped and rank == 0:
+                    for name, (p, g) in full.items():
+                        ref.add_histogram(f"parameters/{name}", p, 1)
+                        ref.add_histogram(f"gradients/{name}", g, 1)
+                elif not grouped:  # this rank's pieces, from torch's own shard metadata
+                    for unit, m in fsdp.named_modules():
+                        if getattr(m, "_handle", None) is None:
+                            continue
+                        meta = m._handle.shard_metadata()
+                        for fqn, (start, end) in zip(meta.param_names, meta.param_offsets):
+                            name = unwrapped_name(f"{unit}.{fqn}" if unit else fqn)
+                            p, g = full[name]
+                            ref.add_histogram(f"parameters/{name}", p.reshape(-1)[start:end + 1], 1)
+                            ref.add_histogram(f"gradients/{name}", g.reshape(-1)[start:end + 1], 1)
+                if writes:
+                    ours.close()
+                    ref.close()
         dist.barrier()  # both ranks done before the group goes away (gloo aborts a rank torn down early)
         dist.destroy_process_group()
 
@@ -201,13 +244,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_watch_ddp_and_fsdp2_two_processes_gloo(tmp_path):
+def test_watch_ddp_fsdp2_and_fsdp1_two_processes_gloo(tmp_path):
     script = tmp_path / "ddp_watch.py"
     script.write_text(DDP_SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1", TBFAST_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, str(script), str(free_port()), str(tmp_path / "logs")], env=env,
-                         capture_output=True, text=True, timeout=90)
-    assert out.returncode == 0, out.stderr[-3000:]
+    returncode, stderr = dist_worker.run_bounded([sys.executable, str(script), str(free_port()),
+                                                  str(tmp_path / "logs")], timeout=180, env=env)
+    assert returncode == 0, stderr[-3000:]
     runs = {r: (values_by_tag(tmp_path / "logs" / f"rank{r}" / "ours"),
                 values_by_tag(tmp_path / "logs" / f"rank{r}" / "torch")) for r in (0, 1)}
     for ours, theirs in runs.values():
@@ -223,3 +266,42 @@ def test_watch_ddp_and_fsdp2_two_processes_gloo(tmp_path):
     full = values_by_tag(tmp_path / "logs" / "full" / "ours")
     assert_same_histograms(full, values_by_tag(tmp_path / "logs" / "full" / "torch"))
     assert len(full) == 8 and full["parameters/0.weight"][0][1].histo.num == 16 * 8
+    # FSDP1: the hook sits on the FlatParameter that receives the gradients, so every mode logs
+    params = {"0.weight": 35, "0.bias": 5, "2.weight": 15}
+    tags = sorted(f"{kind}/{name}" for name in params for kind in ("parameters", "gradients"))
+    for orig in (True, False):
+        logs = tmp_path / "logs" / f"fsdp1_{orig}"
+        full = values_by_tag(logs / "full" / "ours")
+        assert sorted(full) == tags, orig  # the model's names, not _flat_param
+        assert_same_histograms(full, values_by_tag(logs / "full" / "torch"))
+        assert {t: full[t][0][1].histo.num for t in tags} == {t: params[t.split("/")[1]] for t in tags}  # no padding
+        for r in (0, 1):
+            ours = values_by_tag(logs / f"rank{r}" / "ours")
+            assert ours and set(ours) <= set(tags), (orig, r)
+            assert_same_histograms(ours, values_by_tag(logs / f"rank{r}" / "torch"))
+
+
+class CountingWriter:
+    """A writer stub that counts the histogram calls watch makes."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def add_histograms(self, named, global_step, **kwargs):
+        self.calls += 1
+
+
+def test_no_histogram_work_on_steps_it_does_not_log(monkeypatch):
+    import tbfast.histogram_logging as histogram_logging
+
+    collected = []
+    collect = histogram_logging.module_named_tensors
+    monkeypatch.setattr(histogram_logging, "module_named_tensors",
+                        lambda *a, **k: collected.append(1) or collect(*a, **k))
+    model, writer = make_model(), CountingWriter()
+    handle = tbfast.watch(model, writer, log="all", log_freq=4)
+    g = torch.Generator().manual_seed(1)
+    for step in range(1, 5):
+        model(torch.randn(5, 6, generator=g)).pow(2).mean().backward()
+        assert handle.steps == step
+        assert (writer.calls, len(collected)) == ((0, 0) if step < 4 else (1, 1)), step
