@@ -256,3 +256,90 @@ def test_pr_and_image_writer_methods_never_sync(tmp_path, monkeypatch, backend):
     w.close()
     tags = values_by_tag(tmp_path)
     assert {"bin", "multi/0", "acc/6", "img", "imgs", "grid"} <= set(tags)
+
+
+# ---- watch() and the group= reductions on the GPU (NCCL) ---------------------------------
+
+
+def test_watch_on_cuda_never_syncs(tmp_path):
+    _need_cuda("native")
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8)).cuda()
+    x = torch.randn(16, 64, device="cuda")
+    w = tbfast.SummaryWriter(str(tmp_path))
+    w.add_module_histograms(model, 0)  # warm-up: device constants uploaded once
+    w.flush()
+    watch = tbfast.watch(model, w, log="all", log_freq=2)
+    with no_host_sync():
+        for _ in range(4):
+            model(x).sum().backward()
+    watch.remove()
+    w.close()
+    tags = values_by_tag(tmp_path)
+    assert [s for s, _ in tags["gradients/2.bias"]] == [2, 4]
+    assert [s for s, _ in tags["parameters/0.weight"]][-2:] == [2, 4]
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rows(results):
+    return {n: tuple(np.asarray(a).tolist() for a in r.host()) + (r.num,) for n, r in results.items()}
+
+
+@pytest.mark.parametrize("world", [1, 2])
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_group_reductions_never_sync_and_equal_one_process(tmp_path, device, world):
+    """DTensor shards, plain parts and sharded PR-curve accumulators (the last rank without
+    a weighted batch) reduced over NCCL under set_sync_debug_mode("error") (on CPU tensors
+    over gloo: the same cases without a GPU), equal to the CPU native backend on the whole
+    data in one process."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    require_backend("histogram", "native", "cpu")
+    import torch.distributed as dist
+
+    if device == "cuda":
+        _need_cuda("native")
+        if torch.cuda.device_count() < world:
+            pytest.skip(f"needs {world} GPUs, {torch.cuda.device_count()} visible")
+        if not dist.is_nccl_available():
+            pytest.skip("this torch has no NCCL")
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run([sys.executable, os.path.join(here, "gpu_dist_worker.py"), device, str(world), str(_free_port()),
+                           str(tmp_path)], capture_output=True, text=True, timeout=240)
+    errors = "".join(p.read_text() for p in tmp_path.glob("rank*.err"))
+    assert proc.returncode == 0 and not errors, errors or proc.stderr[-4000:]
+    sys.path.insert(0, here)
+    import gpu_dist_worker as worker
+
+    ranks = [pickle.loads((tmp_path / f"rank{r}.pkl").read_bytes()) for r in range(world)]
+    full = ranks[0]["full"]
+    for bins in worker.BINS:
+        want = _rows(tbfast.histograms(full, bins=bins, backend="native"))
+        for r in ranks:
+            got = r["hist"][str(bins)]
+            for name, row in want.items():
+                g = got[name]
+                assert g[0] == row[0] and g[1] == row[1] and g[3] == row[3] and g[4] == row[4], (bins, name)
+                assert g[2][:2] == row[2][:2], (bins, name)  # min/max exact
+                np.testing.assert_allclose(g[2][2:], row[2][2:], rtol=1e-12, err_msg=f"{bins} {name}")
+    parts = torch.cat([torch.arange(r * 10, r * 10 + 10, dtype=torch.float32) for r in range(world)])
+    assert ranks[0]["hist"]["parts"]["part"][0] == _rows(tbfast.histograms({"part": parts}, bins=5))["part"][0]
+    (pred, labels, weights), _ = worker.pr_data(0, 1)
+    acc = tbfast.PRCurveAccumulator(num_thresholds=201, num_classes=5, backend="native")
+    acc.update(pred, labels)
+    wacc = tbfast.PRCurveAccumulator(num_thresholds=33, num_classes=5, backend="native")
+    for r in range(world - 1):
+        _, (p, lab, w) = worker.pr_data(r, world)
+        wacc.update(p, lab, w)
+    for r in ranks:
+        np.testing.assert_array_equal(r["pr"][0], acc.snapshot().numpy())
+        np.testing.assert_allclose(r["pr"][1], wacc.snapshot().numpy(), rtol=1e-12, atol=1e-9)
