@@ -17,7 +17,10 @@ No float64 copy is ever made, and no copy at all for dense input. Layouts:
 Rejected with an error naming the problem, never passed to a kernel: unsupported dtypes,
 sparse/quantized/nested layouts, meta tensors, tensor subclasses whose ``data_ptr()`` is
 not their data (DTensor, fake and functional tensors, other ``__torch_dispatch__``
-wrappers), and tensors whose storage is smaller than their sizes, strides and offset say.
+wrappers, functorch's vmap/grad wrappers), and tensors whose storage is smaller than their
+sizes, strides and offset say. The storage is checked on the tensor as given, before
+anything (a compacting copy, a flat view, a host copy) reads its memory.
+
 The CUDA stream is not part of the descriptor: a job resolves it once per device
 (:func:`tbfast._device.resolve_stream`).
 """
@@ -147,19 +150,48 @@ def _plain_types():
 
 
 def check_tensor(t, name="values"):
-    """For callers that look at a tensor's shape before describing it: TypeError naming
-    the type for tensor subclasses whose data_ptr() is not their data, and naming the
-    layout for nested tensors (whose .shape is a torch internal error). Anything that is
-    not a torch tensor passes."""
+    """For callers that look at a tensor's shape, or convert it, before describing it:
+    TypeError naming the type for tensor subclasses and functorch wrappers whose
+    data_ptr() is not their data, and naming the layout for nested tensors (whose .shape
+    is a torch internal error); ValueError for a storage smaller than the sizes, strides
+    and offset address (so no conversion reads past it). Anything that is not a torch
+    tensor passes."""
     if is_torch_tensor(t):
         _check_plain(t, name)
+        if t.layout == _torch().strided and not t.is_quantized and t.device.type != "meta" and t.numel():
+            _check_storage(t, name)
+
+
+_FUNCTORCH = (("is_batchedtensor", "BatchedTensor", "torch.vmap"),
+              ("is_legacy_batchedtensor", "BatchedTensor", "torch.vmap"),
+              ("is_gradtrackingtensor", "GradTrackingTensor", "torch.func.grad / jacrev / vjp"),
+              ("is_functionaltensor", "FunctionalTensor", "torch.func.functionalize"))
+
+
+def _functorch_wrapper(t):
+    """(name, transform) of a functorch wrapper tensor (vmap / grad / functionalize),
+    whose type is plain torch.Tensor but which has no storage, else None."""
+    ft = getattr(_torch()._C, "_functorch", None)
+    is_wrapped = getattr(ft, "is_functorch_wrapped_tensor", None)
+    if is_wrapped is None or not is_wrapped(t):
+        return None
+    for check, kind, transform in _FUNCTORCH:
+        fn = getattr(ft, check, None)
+        if fn is not None and fn(t):
+            return kind, transform
+    return "wrapper tensor", "a torch.func transform"
 
 
 def _check_plain(t, name):
     """Reject wrappers whose data_ptr() is not their data, naming the type."""
     cls = type(t)
     if cls in _plain_types() and not t.is_nested:
-        return
+        wrapper = _functorch_wrapper(t)
+        if wrapper is None:
+            return
+        kind, transform = wrapper
+        raise TypeError(f"{name} is a functorch {kind} (inside {transform}), a wrapper with no storage that tbfast "
+                        f"cannot read; log outside the transform, or the unwrapped tensor")
     if t.is_nested:
         raise TypeError(f"{name} is a nested tensor (layout {t.layout}); tbfast takes dense tensors: pass "
                         f"each component, or .values() of a jagged tensor")
@@ -185,11 +217,12 @@ def _describe_torch(t, name, layout, allow_meta):
         raise TypeError(f"{name}: unsupported tensor (dtype {t.dtype}, layout {t.layout}); tbfast reads dense "
                         f"(strided) tensors")
     dev = t.device
-    if dev.type not in ("cpu", "cuda"):
-        if dev.type == "meta":
-            if not allow_meta:
-                raise ValueError(f"{name} is a meta tensor: it has no data to summarise")
-        else:
+    if dev.type == "meta":
+        if not allow_meta:
+            raise ValueError(f"{name} is a meta tensor: it has no data to summarise")
+    elif t.numel():
+        _check_storage(t, name)  # the tensor as given: before any copy or view below reads its memory
+        if dev.type != "cpu" and dev.type != "cuda":
             t, dev = t.cpu(), torch.device("cpu")  # other accelerators: computed on the host
     if t.is_neg() or t.is_conj():  # lazy views: the memory holds the unresolved values
         t = t.resolve_neg().resolve_conj()
@@ -204,20 +237,22 @@ def _describe_torch(t, name, layout, allow_meta):
     if dev.type == "meta":
         return Desc(0, n, code, "meta", None, t, tuple(t.shape), tuple(t.stride()))
     ptr = t.data_ptr()
-    if n:
-        _check_storage(t, ptr, name)
+    if n and ptr == 0:
+        raise ValueError(f"{name}: the tensor's data pointer is null (its storage was freed or never allocated)")
     if layout == "strided":
         return Desc(ptr, n, code, dev.type, index, t, tuple(t.shape), tuple(t.stride()))
     return Desc(ptr, n, code, dev.type, index, t)
 
 
-def _check_storage(t, ptr, name):
-    """The storage must hold every element the sizes, strides and offset address."""
-    if ptr == 0:
-        raise ValueError(f"{name}: the tensor's data pointer is null (its storage was freed or never allocated)")
-    storage = t.untyped_storage()
-    last = sum((s - 1) * st for s, st in zip(t.shape, t.stride()))
-    need = (t.storage_offset() + last + 1) * t.element_size()
-    if need > storage.nbytes() or t.storage_offset() < 0:
-        raise ValueError(f"{name}: the tensor addresses {need} bytes of a storage of {storage.nbytes()} bytes "
-                         f"(a resized-away or truncated storage); refusing to read past it")
+def _check_storage(t, name):
+    """The storage must hold every element the sizes, strides and offset address. Reads
+    only metadata (sizes, strides, offset, element size, the storage's byte count), so it
+    runs on the tensor as given, before anything touches its memory."""
+    sizes, strides, offset = tuple(t.shape), tuple(t.stride()), t.storage_offset()
+    nbytes = t.untyped_storage().nbytes()
+    last = sum((s - 1) * st for s, st in zip(sizes, strides))
+    need = (offset + last + 1) * t.element_size()
+    if need > nbytes or offset < 0:
+        raise ValueError(f"{name}: its storage ({nbytes} bytes) is smaller than its sizes {sizes}, strides {strides} "
+                         f"and storage offset {offset} need ({need} bytes of {t.element_size()}-byte elements): "
+                         f"a resized-away or truncated storage; refusing to read past it")

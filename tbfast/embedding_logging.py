@@ -43,6 +43,7 @@ def as_numpy(x):
     if _tensor.is_torch_tensor(x):
         import torch
 
+        _tensor.check_tensor(x, "mat")  # subclasses, nested layouts, truncated storage: before any copy
         if x.dtype == torch.bfloat16:
             x = x.to(torch.float16)
         return x.detach().cpu().numpy()
@@ -66,15 +67,22 @@ def metadata_tsv(metadata, metadata_header=None):
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
+def label_tensor(label_img):
+    """``label_img`` as a detached torch tensor, checked by the one validation place
+    (:func:`tbfast._tensor.describe`) before its shape is read or its pixels copied."""
+    return _tensor.describe(label_img, "label_img", layout="strided").owner.detach()
+
+
 def sprite_pixels(label_img):
     """The sprite torch makes from ``label_img`` [N, C, H, W] (C = 1 or 3): a square
     uint8 RGB image of side ``W * ceil(sqrt(N))``, images row-major without padding,
     pixels ``uint8(clip(float64(x) * 255, 0, 255))`` (uint8 input scaled too, as in
     torch). Raises ValueError when the grid is taller than that square (torch fails
-    there too)."""
+    there too), and what :func:`tbfast._tensor.describe` raises for inputs it cannot read
+    (nested layouts, subclasses, functorch wrappers, truncated storage)."""
     import torch
 
-    x = label_img.detach()
+    x = label_tensor(label_img)
     if x.dtype == torch.bfloat16:
         x = x.to(torch.float16)
     if x.dim() != 4 or x.shape[1] not in (1, 3):
@@ -105,6 +113,8 @@ class EmbeddingLogging:
         projector = require("tensorboard.plugins.projector.projector_config_pb2", "add_embedding")
         text_format = require("google.protobuf.text_format", "add_embedding")
         mat = as_numpy(mat)
+        if label_img is not None:
+            label_img = label_tensor(label_img)  # checked before anything is written
         if global_step is None:
             global_step = 0
         subdir = f"{str(global_step).zfill(5)}/{encode_tag(tag)}"

@@ -30,7 +30,7 @@ import zlib
 
 import numpy as np
 
-from . import _native, backends
+from . import _native, _tensor, backends
 
 __all__ = ["encode_png", "png_filter", "DEFAULT_LEVEL", "DEFAULT_STRATEGY", "FILTERS", "NATIVE_LEVELS", "STRATEGIES"]
 
@@ -69,9 +69,14 @@ if hasattr(os, "register_at_fork"):
 
 
 def _as_hwc(image):
-    """uint8 HWC C-contiguous NumPy array from a HW/HWC tensor or array."""
-    if hasattr(image, "detach"):  # torch tensor
-        image = image.detach()
+    """uint8 HWC C-contiguous NumPy array from a HW/HWC tensor or array. A tensor is
+    checked by tbfast's one validation place (:func:`tbfast._tensor.describe`: nested
+    layouts, subclasses and functorch wrappers, a storage smaller than its sizes, strides
+    and offset) before any copy reads it."""
+    if _tensor.is_torch_tensor(image):
+        image = _tensor.describe(image, "image", layout="strided").owner.detach()
+        if image.dtype != _tensor._torch().uint8:
+            raise TypeError(f"encode_png expects uint8 pixels, got {image.dtype}")
         if image.device.type != "cpu":
             image = image.cpu()
         image = image.numpy()
@@ -219,7 +224,9 @@ def encode_png(image, level=None, strategy=None, filter="adaptive", num_threads=
     FILTERS; num_threads: encoder threads (default: tbfast's CPU thread count).
     The bytes decode to exactly ``image``'s pixels.
     Raises TypeError for non-uint8 input, ValueError for other shapes or options
-    (``backend='native'`` with a zlib-only level or strategy included).
+    (``backend='native'`` with a zlib-only level or strategy included); tensors are
+    checked as every tbfast input is (TypeError for nested tensors, subclasses and
+    functorch wrappers, ValueError for a storage smaller than the tensor addresses).
     """
     arr = _as_hwc(image)
     level = DEFAULT_LEVEL if level is None else int(level)

@@ -4,9 +4,10 @@ without a word.
 Every case runs in its own interpreter (``run_case``) with a timeout, so a crash
 (segfault, abort, glibc exit) or a hang is a test failure with the child's output, not a
 dead test run. Classes covered: native failures (memory limits, thread-start failures,
-huge bin counts), memory a tensor does not own, a writer thread that fails, fork while
-logging, a deleted log dir, values out of range, SIGKILL mid-write, a full filesystem,
-and more than 2^31 elements.
+huge bin counts), memory a tensor does not own (truncated storage, contiguous or not;
+subclasses, functorch wrappers, nested tensors), torch.compile, a writer thread that
+fails, fork while logging, a deleted log dir, values out of range (steps, walltimes,
+add_scalars keys), SIGKILL mid-write, a full filesystem, and more than 2^31 elements.
 """
 
 import os
@@ -209,6 +210,28 @@ def make(kind, shape, dtype=torch.float32):
         view = base[n:].view(shape)
         base.untyped_storage().resize_(n // 2 * base.element_size())
         return view
+    if kind.startswith("truncated_"):
+        # A view that is not C-contiguous (so a copy or a flat view would be made from it),
+        # over a storage cut to half of what it addresses: the check must run on the view
+        # as given, before anything reads it.
+        dims = list(range(len(shape)))
+        if kind == "truncated_transposed":  # the last two dims swapped
+            base = torch.rand(shape[:-2] + shape[-1:] + shape[-2:-1]).to(dtype)
+            view = base.transpose(-1, -2)
+        elif kind == "truncated_permuted":  # the first dim last in memory (channels-last like)
+            base = torch.rand(shape[1:] + shape[:1]).to(dtype)
+            view = base.permute([len(shape) - 1] + dims[:-1])
+        elif kind == "truncated_gappy":  # every other element of the last dim
+            base = torch.rand(shape[:-1] + (2 * shape[-1],)).to(dtype)
+            view = base[..., ::2]
+        elif kind == "truncated_offset":  # a column slice: storage offset and row gaps
+            base = torch.rand(shape[:-1] + (shape[-1] + 1,)).to(dtype)
+            view = base[..., 1:]
+        else:
+            raise ValueError(kind)
+        assert tuple(view.shape) == tuple(shape) and not view.is_contiguous(), (kind, view.shape)
+        base.untyped_storage().resize_(n // 2 * base.element_size())
+        return view
     if kind == "fake":
         from torch._subclasses.fake_tensor import FakeTensorMode
         with FakeTensorMode():
@@ -240,9 +263,14 @@ def init_one_process_group():
 """
 
 # kind -> (exception type, text the message must contain)
+TRUNCATED = "is smaller than its sizes"
 EXPECTED = {
-    "resized": ("ValueError", "storage"),
-    "view_past_storage": ("ValueError", "storage"),
+    "resized": ("ValueError", TRUNCATED),
+    "view_past_storage": ("ValueError", TRUNCATED),
+    "truncated_transposed": ("ValueError", TRUNCATED),
+    "truncated_permuted": ("ValueError", TRUNCATED),
+    "truncated_gappy": ("ValueError", TRUNCATED),
+    "truncated_offset": ("ValueError", TRUNCATED),
     "fake": ("TypeError", "FakeTensor"),
     "functional": ("TypeError", "FunctionalTensor"),
     "dispatch_subclass": ("TypeError", "Wrapped"),
@@ -253,11 +281,14 @@ EXPECTED = {
 
 
 def test_tensors_whose_memory_tbfast_cannot_read_are_rejected_by_name():
-    """Resized-away storage, a view past its storage, fake, functional, DTensor, another
+    """Resized-away storage, a view past its storage, truncated views that are not
+    contiguous (transposed, permuted, gappy, offset), fake, functional, DTensor, another
     __torch_dispatch__ wrapper and nested tensors (both layouts), through every op and
     writer method that takes tensors: a TypeError/ValueError naming the type, layout or
-    storage, never a segfault or a torch internal error (nested PR-curve input gave
-    "NestedTensorImpl doesn't support sizes" before the check ran first)."""
+    storage, never a segfault, garbage written or a torch internal error (nested PR-curve,
+    PNG and sprite input gave "NestedTensorImpl doesn't support sizes"; truncated views
+    that are not contiguous were copied before the storage check: garbage PR curves and
+    PNGs, torch's setStorage error from histogram)."""
     out, _ = run_case(prelude=INPUT_KINDS, code="""
         import json, tempfile
         import tbfast
@@ -283,6 +314,12 @@ def test_tensors_whose_memory_tbfast_cannot_read_are_rejected_by_name():
             "add_image": lambda k: w.add_image("i", img(k), 1),
             "add_images": lambda k: w.add_images("i", make(k, (2, 3, 4, 4)), 1),
             "add_image_grid": lambda k: w.add_image_grid("i", make(k, (2, 3, 4, 4)), 1),
+            "accumulator.update": lambda k: tbfast.PRCurveAccumulator(11).update(make(k, (2, 8)), labels),
+            "encode_png": lambda k: tbfast.encode_png(make(k, (4, 4, 3), torch.uint8)),
+            "encode_png(HW)": lambda k: tbfast.encode_png(make(k, (4, 6), torch.uint8)),
+            "add_embedding(label_img)": lambda k: w.add_embedding(torch.rand(2, 3), label_img=make(k, (2, 3, 4, 4)),
+                                                                  tag="l" + k),
+            "add_embedding(mat)": lambda k: w.add_embedding(make(k, (2, 3)), tag="m" + k),
         }
         for k in kinds:
             for name, f in calls.items():
@@ -301,6 +338,97 @@ def test_tensors_whose_memory_tbfast_cannot_read_are_rejected_by_name():
     assert len({r[0] for r in rows}) >= len(EXPECTED) - 1 and rows
     bad = [r for r in rows if r[2] != EXPECTED[r[0]][0] or EXPECTED[r[0]][1] not in r[3]]
     assert not bad, "\n".join(map(str, bad))
+
+
+def test_large_truncated_views_raise_instead_of_crashing():
+    """The audit's reproducers: large truncated tensors that are not contiguous. The
+    compacting copy (or host copy, or sprite conversion) ran before the storage check
+    and read 64-200 MB of freed memory: each of these died with SIGSEGV. Now every one
+    is a ValueError naming the argument, in one process that lives on."""
+    out, _ = run_case("""
+        import tempfile
+        import torch
+        import tbfast
+
+        def trunc(t, nbytes=8):
+            t.untyped_storage().resize_(nbytes)
+            return t
+
+        w = tbfast.SummaryWriter(tempfile.mkdtemp())
+        big = lambda: torch.rand(4096, 4096)
+        calls = {
+            "pr_curve": ("predictions", lambda: tbfast.pr_curve(big() > 0.5, trunc(big().T))),
+            "add_pr_curve": ("predictions", lambda: w.add_pr_curve("p", big() > 0.5, trunc(big().T), 1)),
+            "add_pr_curves": ("predictions", lambda: w.add_pr_curves("c", torch.zeros(4096, dtype=torch.long),
+                                                                     trunc(big().T), 1)),
+            "accumulator.update": ("predictions", lambda: tbfast.PRCurveAccumulator(num_thresholds=11, num_classes=4096)
+                                   .update(trunc(big().T), torch.zeros(4096, dtype=torch.long))),
+            "histogram": ("values", lambda: tbfast.histogram(trunc(torch.rand(4096, 8192)[:, ::2]))),
+            "add_histogram": ("values", lambda: w.add_histogram("h", trunc(torch.rand(4096, 8192)[:, ::2]), 1)),
+            "histograms": ("'a'", lambda: tbfast.histograms({"a": trunc(torch.rand(4096, 8192)[:, ::2])})),
+            "histogram(T)": ("values", lambda: tbfast.histogram(trunc(big().T))),
+            "encode_png": ("image", lambda: tbfast.encode_png(
+                trunc(torch.randint(0, 255, (4096, 4096, 3), dtype=torch.uint8), 16))),
+            "encode_png(permuted)": ("image", lambda: tbfast.encode_png(
+                trunc(torch.randint(0, 255, (3, 2048, 2048), dtype=torch.uint8).permute(1, 2, 0), 16))),
+            "encode_png(empty storage)": ("image", lambda: tbfast.encode_png(
+                trunc(torch.randint(0, 255, (64, 64, 3), dtype=torch.uint8), 0))),
+            "add_embedding": ("label_img", lambda: w.add_embedding(torch.randn(64, 3),
+                                                                   label_img=trunc(torch.rand(64, 3, 256, 256)))),
+        }
+        for name, (arg, f) in calls.items():
+            try:
+                f()
+                raise AssertionError(f"{name} accepted a truncated storage")
+            except ValueError as exc:
+                assert arg in str(exc) and "is smaller than its sizes" in str(exc), (name, exc)
+            print("raised", name, flush=True)
+        w.close()
+    """, timeout=300)
+    assert out.count("raised") == 12, out
+
+
+def test_functorch_wrappers_are_rejected_by_name():
+    """Inside torch.vmap and torch.func.grad, tensors are functorch wrappers whose type is
+    plain torch.Tensor but which have no storage: torch's "Cannot access data pointer"
+    came out of every op. Now a TypeError naming the wrapper and the transform."""
+    out, _ = run_case("""
+        import tempfile
+        import torch
+        import tbfast
+
+        w = tbfast.SummaryWriter(tempfile.mkdtemp())
+        seen = []
+
+        def body(x):  # x: [3, 4, 4] inside the transform
+            calls = {
+                "histogram": lambda: tbfast.histogram(x),
+                "histograms": lambda: tbfast.histograms({"a": x}),
+                "pr_curve": lambda: tbfast.pr_curve(torch.ones(3, 4, 4) > 0, x),
+                "accumulator.update": lambda: tbfast.PRCurveAccumulator(11).update(x, torch.ones(3, 4, 4) > 0),
+                "image_grid": lambda: tbfast.image_grid(x, dataformats="CHW"),
+                "encode_png": lambda: tbfast.encode_png(x.permute(1, 2, 0).to(torch.uint8)),
+                "add_histogram": lambda: w.add_histogram("h", x, 1),
+                "add_image": lambda: w.add_image("i", x, 1),
+                "add_embedding": lambda: w.add_embedding(torch.ones(1, 2), label_img=x[None], tag="e"),
+            }
+            for name, f in calls.items():
+                try:
+                    f()
+                    seen.append((name, "accepted"))
+                except TypeError as exc:
+                    seen.append((name, str(exc)))
+            return x.sum()
+
+        torch.vmap(body)(torch.rand(2, 3, 4, 4))
+        torch.func.grad(body)(torch.rand(3, 4, 4))
+        w.close()
+        assert len(seen) == 18, seen
+        for (name, msg), kind in zip(seen, ["BatchedTensor (inside torch.vmap)"] * 9 + ["GradTrackingTensor"] * 9):
+            assert "functorch " + kind in msg, (name, msg)
+        print("ok")
+    """, timeout=120)
+    assert "ok" in out
 
 
 # --- the writer thread ----------------------------------------------------------------------
@@ -992,3 +1120,4 @@ def test_more_than_2_31_elements_count_exactly(tmp_path):
         print("exact")
     """, timeout=300, env={"TBFAST_NUM_THREADS": "2"})
     assert "exact" in out
+
