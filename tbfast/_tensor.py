@@ -21,10 +21,14 @@ wrappers, functorch's vmap/grad wrappers), and tensors whose storage is smaller 
 sizes, strides and offset say. The storage is checked on the tensor as given, before
 anything (a compacting copy, a flat view, a host copy) reads its memory.
 
+Entry points that reach native code are marked with :func:`untraced`: torch.compile
+runs them eagerly (a graph break) instead of tracing their NumPy/ctypes code.
+
 The CUDA stream is not part of the descriptor: a job resolves it once per device
 (:func:`tbfast._device.resolve_stream`).
 """
 
+import functools
 import sys
 
 import numpy as np
@@ -34,6 +38,32 @@ from . import _dtypes
 
 def _torch():
     return sys.modules.get("torch")
+
+
+def untraced(fn):
+    """Decorator for public entry points that hand memory to native code: under
+    ``torch.compile`` they run eagerly (``torch.compiler.disable``: a graph break), never
+    traced. Traced, Dynamo would run tbfast's NumPy code on its own stand-ins and the
+    kernels would get pointers to freed temporaries.
+
+    Nothing is imported for this: until torch.compile's Dynamo was imported (by
+    torch.compile, nothing else), nothing can be tracing, and ``fn`` is called directly.
+    After that the disabled function is made once and reused (a call costs well under a
+    microsecond). Importing torch._dynamo here instead would cost about a second on the
+    first call, possibly on the writer thread, where a fork during the import leaves the
+    child blocked on the import lock."""
+    state = {}
+
+    @functools.wraps(fn)
+    def entry(*args, **kwargs):
+        inner = state.get("fn")
+        if inner is None:
+            if "torch._dynamo" not in sys.modules:
+                return fn(*args, **kwargs)
+            inner = state["fn"] = sys.modules["torch"].compiler.disable(fn)
+        return inner(*args, **kwargs)
+
+    return entry
 
 
 def is_torch_tensor(x):

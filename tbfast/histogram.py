@@ -711,6 +711,7 @@ def _results(named_descs, batches):
     return by_name
 
 
+@_tensor.untraced
 def histogram(values, bins="tensorflow", max_bins=None, backend=None, stream=None):
     """Histogram of ``values`` as ``torch.utils.tensorboard`` would bucket it.
 
@@ -735,6 +736,7 @@ def histogram(values, bins="tensorflow", max_bins=None, backend=None, stream=Non
     return _results(named, launch(named, bins, max_bins, backend, stream))["values"]
 
 
+@_tensor.untraced
 def histograms(named_tensors, bins="tensorflow", max_bins=None, backend=None, stream=None, group=None):
     """Histograms of many tensors at once (a model's parameters and gradients).
 

@@ -215,6 +215,7 @@ def run_plan(plan, backend=None, stream=None):
     return plan.out
 
 
+@_tensor.untraced
 def image_grid(images, nrow=8, padding=2, normalize=False, value_range=None, scale_each=False, pad_value=0.0,
                dataformats="NCHW", stream=None):
     """Lay ``images`` out as torchvision's ``make_grid`` does and convert to uint8 as

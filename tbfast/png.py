@@ -94,6 +94,7 @@ def _as_hwc(image):
     return np.ascontiguousarray(arr)
 
 
+@_tensor.untraced
 def png_filter(image, filter="adaptive", backend=None):
     """Filtered scanlines of a uint8 HWC image: ``(H, W*C + 1)`` uint8 array, each row a
     filter-type byte followed by the filtered bytes (PNG spec 9). ``filter``: one of
@@ -212,6 +213,7 @@ def _deflate(buf, level, strategy, threads):
     return [r[0] for r in results] + [_chunk(b"IDAT", struct.pack(">I", adler))]
 
 
+@_tensor.untraced
 def encode_png(image, level=None, strategy=None, filter="adaptive", num_threads=None, backend=None):
     """PNG bytes of a uint8 image.
 

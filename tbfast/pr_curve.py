@@ -427,6 +427,7 @@ class PRCurve:
         return f"PRCurve({kind}, num_thresholds={self.num_thresholds}, weighted={self.weighted})"
 
 
+@_tensor.untraced
 def pr_curve(labels, predictions, num_thresholds=127, weights=None, *, mode="auto", logits=False, backend=None,
              stream=None):
     """PR-curve threshold counts in one pass over the data.
@@ -504,6 +505,7 @@ class PRCurveAccumulator:
     def _classes(self):
         return 1 if self.num_classes is None else self.num_classes
 
+    @_tensor.untraced
     def update(self, predictions, labels, weights=None, stream=None):
         """Add a batch. Shapes, dtypes and devices are checked now; values at compute().
         Never waits for the device (CUDA input runs on ``stream``, default the current one)."""

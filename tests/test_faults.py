@@ -431,6 +431,54 @@ def test_functorch_wrappers_are_rejected_by_name():
     assert "ok" in out
 
 
+def test_entry_points_run_eagerly_under_torch_compile():
+    """torch.compile used to trace tbfast's NumPy code: Dynamo's stand-ins reached the
+    native kernel as pointers to freed temporaries ("ValueError: invalid dtype code", or
+    worse). The entry points are excluded from tracing (a graph break) and give exactly
+    the eager results; ``import tbfast`` still does not import torch."""
+    out, _ = run_case("""
+        import sys
+        import numpy as np
+        import tbfast
+        assert "torch" not in sys.modules  # the decorator is lazy
+        assert int(np.asarray(tbfast.histogram(np.arange(10.0), bins=2).counts).sum()) == 10
+        import torch
+
+        x = torch.randn(10000, generator=torch.Generator().manual_seed(0))
+        imgs = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+        probs = torch.sigmoid(x)
+        hist = lambda r: (np.asarray(r.counts), np.asarray(r.limits), r.min, r.max, r.sum, r.sum_squares)
+        checks = {
+            "histogram": (lambda x: tbfast.histogram(x), hist),
+            "histogram(bins=4)": (lambda x: tbfast.histogram(x, bins=4), hist),
+            "histograms": (lambda x: tbfast.histograms({"a": x, "b": x * 2}, bins=7)["b"], hist),
+            "pr_curve": (lambda x: tbfast.pr_curve(x > 0, torch.sigmoid(x), 33), lambda r: r.data),
+            "accumulator.update": (lambda x: tbfast.PRCurveAccumulator(17).update(torch.sigmoid(x), x > 0).compute(),
+                                   lambda r: r.data),
+            "image_grid": (lambda x: tbfast.image_grid(imgs * x[:1].abs(), nrow=3), lambda r: r.numpy()),
+            "encode_png": (lambda x: tbfast.encode_png((imgs[0].permute(1, 2, 0) * 255).to(torch.uint8)), bytes),
+        }
+        for name, (f, key) in checks.items():
+            eager = key(f(x))
+            compiled = key(torch.compile(f, backend="eager")(x))
+            same = all(np.array_equal(a, b) for a, b in zip(eager, compiled)) if isinstance(eager, tuple) else \
+                np.array_equal(eager, compiled) if isinstance(eager, np.ndarray) else eager == compiled
+            assert same, (name, eager, compiled)
+            print("equal", name, flush=True)
+
+        @torch.compile(backend="eager")
+        def step(x):  # tbfast inside a compiled function that does more
+            y = x * 2
+            h = tbfast.histogram(y, bins=4)
+            return y.sum(), h
+
+        total, h = step(x)
+        assert np.array_equal(np.asarray(h.counts), np.asarray(tbfast.histogram(x * 2, bins=4).counts))
+        print("equal step")
+    """, timeout=300)
+    assert out.count("equal") == 8, out
+
+
 # --- the writer thread ----------------------------------------------------------------------
 
 
