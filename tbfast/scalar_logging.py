@@ -15,6 +15,7 @@ serialises (tests/test_writer.py compares them).
 
 import atexit
 import collections
+import math
 import os
 import struct
 import sys
@@ -118,6 +119,27 @@ def as_scalar(value, name="scalar_value"):
     return float(value)
 
 
+def check_walltime(walltime, name="walltime"):
+    """``walltime`` (seconds since the epoch) as a finite float; None is now
+    (``time.time()``). TypeError naming ``name`` for anything that is not a real number
+    (strings included), ValueError for NaN and +-inf: TensorBoard rejects a NaN
+    Event.wall_time, and an infinite one sorts the event outside every run."""
+    if walltime is None:
+        return time.time()
+    if type(walltime) is not float:
+        if isinstance(walltime, (str, bytes, bytearray)):
+            raise TypeError(f"{name} must be a number (seconds since the epoch), got {type(walltime).__name__} "
+                            f"{walltime!r:.80}")
+        try:
+            walltime = float(walltime)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a number (seconds since the epoch), got {type(walltime).__name__} "
+                            f"{walltime!r:.80}") from None
+    if not math.isfinite(walltime):
+        raise ValueError(f"{name}={walltime} is not finite; Event.wall_time must be a finite number of seconds")
+    return walltime
+
+
 # --- the background hand-off -------------------------------------------------------------
 
 _writers = weakref.WeakSet()  # writers that have buffered scalars at some point
@@ -215,6 +237,7 @@ class ScalarLogging:
         with the scalars plugin metadata, like torch. Raises ValueError for a value with
         more than one element."""
         value = scalar_value if type(scalar_value) is float else as_scalar(scalar_value)
+        walltime = time.time() if walltime is None else check_walltime(walltime)
         if new_style:
             self._write_summary(new_style_scalar_summary(tag, value, double_precision), global_step, walltime)
             return
@@ -223,8 +246,7 @@ class ScalarLogging:
             raise exc
         if self._file_writer is None:  # closed: reopen now, as torch does
             self._open_file_writer()
-        self._scalar_records.append(scalar_event_bytes(tag, value, time.time() if walltime is None else walltime,
-                                                       global_step))
+        self._scalar_records.append(scalar_event_bytes(tag, value, walltime, global_step))
         if len(self._scalar_records) >= SCALAR_BATCH:
             self._drain_scalars()
         elif _ticker["pid"] is None:
@@ -234,10 +256,24 @@ class ScalarLogging:
         """Several scalars on one chart: like torch, each goes to its own run directory
         ``<log_dir>/<main_tag with / as _>_<tag>`` under the tag ``main_tag``. These
         sub-writers are flushed and closed with this writer, and reopened (new files) by
-        the next call after close()."""
-        walltime = time.time() if walltime is None else walltime
+        the next call after close().
+
+        Every key, value, the step and ``walltime`` are checked before anything is written
+        (TypeError naming ``tag_scalar_dict`` for a key that is not a str or a
+        non-mapping; ValueError / TypeError naming ``walltime`` or ``global_step``)."""
+        if not hasattr(tag_scalar_dict, "items"):
+            raise TypeError(f"tag_scalar_dict must be a mapping of str tags to scalars, got "
+                            f"{type(tag_scalar_dict).__name__}")
+        items = list(tag_scalar_dict.items())
+        for tag, _ in items:
+            if not isinstance(tag, str):
+                raise TypeError(f"tag_scalar_dict keys must be str (each names a sub-run), got "
+                                f"{type(tag).__name__} {tag!r:.80}")
+        items = [(tag, as_scalar(value, f"tag_scalar_dict[{tag!r}]")) for tag, value in items]
+        walltime = check_walltime(walltime)
+        global_step = _wire.check_step(global_step)
         logdir = self._get_file_writer().get_logdir()
-        for tag, value in tag_scalar_dict.items():
+        for tag, value in items:
             path = logdir + "/" + main_tag.replace("/", "_") + "_" + tag
             with self._lock:
                 fw = self._scalars_writers.get(path)
@@ -246,7 +282,7 @@ class ScalarLogging:
 
                     fw = self._scalars_writers[path] = EventFileWriter(path, self.max_queue, self.flush_secs,
                                                                        self.filename_suffix)
-            fw.add_record(scalar_event_bytes(main_tag, as_scalar(value), walltime, global_step))
+            fw.add_record(scalar_event_bytes(main_tag, value, walltime, global_step))
 
     def add_tensor(self, tag, tensor, global_step=None, walltime=None):
         """torch's ``add_tensor``: the whole tensor in a TensorProto (tensor plugin),

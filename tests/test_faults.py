@@ -479,6 +479,61 @@ def test_entry_points_run_eagerly_under_torch_compile():
     assert out.count("equal") == 8, out
 
 
+def test_add_scalars_checks_every_key_before_writing(tmp_path):
+    """A non-str key in tag_scalar_dict gave "can only concatenate str" after the earlier
+    keys were written; now TypeError naming tag_scalar_dict, and nothing written."""
+    run_case(f"""
+        import os
+        import tbfast
+        d = {str(tmp_path)!r}
+        w = tbfast.SummaryWriter(d)
+        for bad in ({{"a": 1.0, 2: 3.0}}, {{"a": 1.0, None: 2.0}}, {{"a": 1.0, b"b": 2.0}}, [("a", 1.0)]):
+            try:
+                w.add_scalars("m", bad, 1)
+                raise AssertionError(f"accepted {{bad!r}}")
+            except TypeError as exc:
+                assert "tag_scalar_dict" in str(exc), exc
+        w.close()
+        assert sorted(os.listdir(d)) == [n for n in os.listdir(d) if "tfevents" in n], os.listdir(d)  # no m_a
+    """)
+
+
+def test_non_finite_or_non_numeric_walltime_is_rejected(tmp_path):
+    """NaN / inf walltime was written silently by add_scalar and add_scalars (the event
+    file's add_event rejects NaN, the scalar fast path bypassed it); 'x' gave a bare
+    struct.error. Now ValueError / TypeError naming walltime, and nothing written;
+    NumPy and tensor walltimes still work."""
+    run_case(f"""
+        import math, os
+        import numpy as np, torch
+        import tbfast
+        from tbfast.event_file import read_events
+        d = {str(tmp_path)!r}
+        w = tbfast.SummaryWriter(d)
+        calls = {{
+            "add_scalar": lambda t: w.add_scalar("s", 1.0, 1, walltime=t),
+            "add_scalar(new_style)": lambda t: w.add_scalar("n", 1.0, 1, walltime=t, new_style=True),
+            "add_scalars": lambda t: w.add_scalars("m", {{"a": 1.0}}, 1, walltime=t),
+        }}
+        for name, f in calls.items():
+            for bad, exc_type in ((math.nan, ValueError), (math.inf, ValueError), (-math.inf, ValueError),
+                                  (np.float32("nan"), ValueError), ("x", TypeError), (b"1", TypeError),
+                                  (object(), TypeError)):
+                try:
+                    f(bad)
+                    raise AssertionError(f"{{name}} accepted walltime={{bad!r}}")
+                except exc_type as exc:
+                    assert "walltime" in str(exc), (name, exc)
+        w.add_scalar("ok", 1.0, 1, walltime=np.float64(5.5))
+        w.add_scalar("ok", 2.0, 2, walltime=torch.tensor(6.5, dtype=torch.float64))
+        w.add_scalars("ok_m", {{"a": 1.0}}, 3, walltime=7)
+        w.close()
+        events = [e for dp, _, ns in os.walk(d) for n in ns for e in read_events(os.path.join(dp, n))]
+        got = sorted((v.tag, e.step, e.wall_time) for e in events for v in e.summary.value)
+        assert got == [("ok", 1, 5.5), ("ok", 2, 6.5), ("ok_m", 3, 7.0)], got
+    """)
+
+
 # --- the writer thread ----------------------------------------------------------------------
 
 
