@@ -1224,3 +1224,30 @@ def test_more_than_2_31_elements_count_exactly(tmp_path):
     """, timeout=300, env={"TBFAST_NUM_THREADS": "2"})
     assert "exact" in out
 
+
+def test_pr_curve_past_2_31_elements_counts_exactly():
+    """2^31 + 5 binary predictions (float16, 4 GiB) and bool labels (2 GiB) in one
+    pr_curve call: every bucket count, and so TP/FP/TN/FN, is exact (int64 counts; an
+    int32 element index would wrap)."""
+    if _available_bytes() < 9 << 30:
+        pytest.skip("needs about 9 GiB of free memory (6 GiB of input)")
+    out, _ = run_case("""
+        import numpy as np, torch
+        import tbfast
+        n = 2**31 + 5
+        # p[i] = 1.0, 0.5, 0.0 for i % 3 = 0, 1, 2 (buckets 2, 1, 0 of num_thresholds=3);
+        # labels[i] = i % 2 == 0. repeat() writes contiguously: seconds, not a minute.
+        p = torch.tensor([1.0, 0.5, 0.0], dtype=torch.float16).repeat(n // 3 + 1)[:n]
+        labels = torch.tensor([True, False]).repeat(n // 2 + 1)[:n]
+        curve = tbfast.pr_curve(labels, p, num_thresholds=3)
+        residue = lambda r: (n - r + 5) // 6  # how many i in [0, n) have i % 6 == r
+        # buckets[k] = (negatives, positives) whose prediction falls in bucket k
+        want = np.array([[residue(5), residue(2)], [residue(1), residue(4)], [residue(3), residue(0)]])
+        got = np.asarray(curve.buckets)
+        assert np.array_equal(got, want) and got.sum() == n, (got, want)
+        positives = (n + 1) // 2
+        assert list(curve.tp) == [positives, residue(4) + residue(0), residue(0)], list(curve.tp)
+        assert list(curve.fn) == [0, residue(2), residue(2) + residue(4)], list(curve.fn)
+        print("exact")
+    """, timeout=300, env={"TBFAST_NUM_THREADS": "2"})
+    assert "exact" in out
