@@ -293,15 +293,21 @@ class _Worker:
         self._unverified = []
         self._unverified_bytes = 0
 
+    def _thread_error(self, exc):
+        """What the callers get for ``exc`` raised in this thread: an OSError (full disk,
+        permissions) as it is, anything else as RuntimeError with ``exc`` as its cause."""
+        if isinstance(exc, OSError):
+            return exc
+        err = RuntimeError(f"tbfast: the event writer thread for {self.path} failed ({exc!r}); records queued "
+                           f"after it are not written")
+        err.__cause__ = exc
+        return err
+
     def _run(self):
         try:
             self._loop()
         except BaseException as exc:  # anything else: kept and raised to the callers
-            err = exc
-            if not isinstance(exc, OSError):
-                err = RuntimeError(f"tbfast: the event writer thread for {self.path} failed ({exc!r}); records "
-                                   f"queued after it are not written")
-                err.__cause__ = exc
+            err = self._thread_error(exc)
             try:
                 self._file.close()
             except BaseException:
@@ -333,7 +339,7 @@ class _Worker:
                         unflushed = False
                         next_flush = now + self._flush_secs
                 except Exception as exc:  # reported to the next caller
-                    self._error = exc
+                    self._error = self._thread_error(exc)
             with self._progress:
                 if not unflushed or self._error is not None:
                     self._flushed = count

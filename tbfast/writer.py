@@ -20,7 +20,6 @@ import inspect
 import os
 import socket
 import threading
-import time
 import weakref
 
 from . import _wire
@@ -91,12 +90,10 @@ class FileWriter(EventFileWriter):
     def add_event(self, event, step=None, walltime=None) -> None:
         """torch's ``FileWriter.add_event``: an ``Event`` with ``wall_time`` set to
         ``walltime`` (default now) and ``step`` to ``step`` when given. Raises TypeError
-        for other messages, ValueError for a NaN wall time (TensorBoard drops such
-        events), WriterClosedError after close()."""
+        for other messages, ValueError / TypeError for a wall time that is not a finite
+        number (TensorBoard drops NaN ones), WriterClosedError after close()."""
         _check_message(event, "Event", "add_event")
-        wall = time.time() if walltime is None else walltime
-        if wall != wall:
-            raise ValueError("Event.wall_time is NaN; TensorBoard rejects such events")
+        wall = _wire.check_walltime(walltime)
         step = _wire.check_step(step, "step")
         event.wall_time = wall
         if step is not None:
@@ -110,7 +107,7 @@ class FileWriter(EventFileWriter):
         if not isinstance(summary, (bytes, bytearray)):
             _check_message(summary, "Summary", "add_summary")
             summary = summary.SerializeToString()
-        record = _wire.event(bytes(summary), time.time() if walltime is None else float(walltime), global_step)
+        record = _wire.event(bytes(summary), _wire.check_walltime(walltime), global_step)
         self._hand_off_scalars()
         self.add_record(record)
 
@@ -119,7 +116,7 @@ class FileWriter(EventFileWriter):
         as torch's ``_pytorch_graph.graph`` returns them; two events without a step, the
         graph and its step stats tagged ``step1``."""
         graph, stepstats = graph_profile[0], graph_profile[1]
-        wall = time.time() if walltime is None else float(walltime)
+        wall = _wire.check_walltime(walltime)
         records = [graph_event_bytes(graph.SerializeToString(), wall),
                    run_metadata_event_bytes("step1", stepstats.SerializeToString(), wall)]
         self._hand_off_scalars()
@@ -128,7 +125,7 @@ class FileWriter(EventFileWriter):
     def add_onnx_graph(self, graph, walltime=None) -> None:
         """torch's ``FileWriter.add_onnx_graph``: ``graph`` (a GraphDef) in an event
         without a step."""
-        record = graph_event_bytes(graph.SerializeToString(), time.time() if walltime is None else float(walltime))
+        record = graph_event_bytes(graph.SerializeToString(), _wire.check_walltime(walltime))
         self._hand_off_scalars()
         self.add_records([record])
 
@@ -228,7 +225,7 @@ class SummaryWriter(ScalarLogging, HistogramLogging, PRCurveLogging, ImageLoggin
     def _write_summaries(self, summaries, global_step=None, walltime=None):
         """Queue several Summaries (messages or bytes) as events at one step and time, in
         one batch."""
-        wall = time.time() if walltime is None else float(walltime)
+        wall = _wire.check_walltime(walltime)
         records = []
         for s in summaries:
             if not isinstance(s, (bytes, bytearray)):
@@ -241,7 +238,7 @@ class SummaryWriter(ScalarLogging, HistogramLogging, PRCurveLogging, ImageLoggin
         run on the writer thread once its inputs reached the host (device results); the
         events get this call's step and time. Errors it raises surface on the next call."""
         global_step = _wire.check_step(global_step)  # now, not on the writer thread
-        wall = time.time() if walltime is None else float(walltime)
+        wall = _wire.check_walltime(walltime)
 
         def records():
             return [_wire.event(s if isinstance(s, (bytes, bytearray)) else s.SerializeToString(), wall, global_step)
@@ -266,18 +263,29 @@ class SummaryWriter(ScalarLogging, HistogramLogging, PRCurveLogging, ImageLoggin
 
     def close(self) -> None:
         """Write everything accepted and close the files. Idempotent. The next write
-        opens new event files in the same directories, as in torch."""
+        opens new event files in the same directories, as in torch.
+
+        After a writer-thread error (a full disk, a failed deferred packer), close()
+        raises it once and still closes every file: the writer is closed afterwards, and
+        its next write starts new files. Scalars the failed file could not take stay
+        buffered and go into the next file."""
         if self._file_writer is None:
             return
-        self._drain_scalars()
+        errors = []
+        try:
+            self._drain_scalars()
+        except BaseException as exc:
+            errors.append(exc)
         with self._lock:
             fw, self._file_writer = self._file_writer, None
             subs, self._scalars_writers = self._scalars_writers, {}
-        try:
-            fw.close()
-        finally:
-            for sub in subs.values():
-                sub.close()
+        for w in (fw, *subs.values()):
+            try:
+                w.close()
+            except BaseException as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def __del__(self):
         # Dropped without close(): hand buffered scalars to the event file, whose own

@@ -479,6 +479,55 @@ def test_entry_points_run_eagerly_under_torch_compile():
     assert out.count("equal") == 8, out
 
 
+def test_writer_methods_run_eagerly_under_torch_compile(tmp_path):
+    """The writers' add_* methods call the kernels themselves, not through the public
+    entry points: traced by Dynamo they hit the same freed-temporary pointers. Every
+    add_* method of tbfast's writer and of the sink accelerate() installs runs eagerly:
+    a compiled training step that logs writes what the eager step writes."""
+    out, _ = run_case(f"""
+        import os
+        import numpy as np
+        import torch
+        import tbfast
+        from conftest import event_values
+
+        x = torch.randn(10000, generator=torch.Generator().manual_seed(0))
+        imgs = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+        labels = torch.randint(0, 3, (10000,), generator=torch.Generator().manual_seed(2))
+
+        def log(w, x):
+            w.add_histogram("h", x, 1)
+            w.add_histogram("h4", x, 1, bins=4)
+            w.add_pr_curve("p", x > 0, torch.sigmoid(x), 1)
+            if hasattr(w, "add_histograms"):  # tbfast's own writer
+                w.add_histograms({{"a": x, "b": x * 2}}, 1, bins=7)
+                w.add_pr_curves("pc", labels, torch.stack([x, -x, x * 2], 1), 1, logits=True)
+            w.add_images("i", imgs * x[:1].abs().clamp(max=1), 1)
+            return x.sum()
+
+        def values(d):
+            return sorted((v.tag, s, v.SerializeToString()) for s, v in event_values(d))
+
+        root = {str(tmp_path)!r}
+        for make in ("tbfast", "accelerate"):
+            logs = []
+            for mode in ("eager", "compiled"):
+                d = os.path.join(root, make, mode)
+                if make == "tbfast":
+                    w = tbfast.SummaryWriter(d)
+                else:
+                    from torch.utils.tensorboard import SummaryWriter as TorchWriter
+                    w = tbfast.accelerate(TorchWriter(d))
+                f = (lambda x: log(w, x)) if mode == "eager" else torch.compile(lambda x: log(w, x), backend="eager")
+                f(x)
+                w.close()
+                logs.append(values(d))
+            assert logs[0] == logs[1] and len(logs[0]) == (9 if make == "tbfast" else 4), (make, logs)
+            print("equal", make, flush=True)
+    """, timeout=300, env=dict(PYTHONPATH=os.path.join(ROOT, "tests")))
+    assert out.count("equal") == 2, out
+
+
 def test_add_scalars_checks_every_key_before_writing(tmp_path):
     """A non-str key in tag_scalar_dict gave "can only concatenate str" after the earlier
     keys were written; now TypeError naming tag_scalar_dict, and nothing written."""
@@ -605,6 +654,62 @@ def test_flush_secs_and_max_queue_are_validated(tmp_path):
         w.flush()
         w.close()
     """, timeout=30)
+
+
+def test_summary_writer_closes_after_a_writer_thread_error(tmp_path):
+    """An ordinary Exception in the writer thread reached the caller as itself, not as
+    the documented RuntimeError with the original as __cause__; and a SummaryWriter with
+    buffered scalars could never be closed after it: close() re-raised the error before
+    closing anything, and so did every later call. Now close() raises it once and
+    closes; the next write starts a new file, which gets the scalars the failed file
+    could not take."""
+    run_case(f"""
+        import glob
+        import os
+        import sys
+        sys.path.insert(0, "tests")
+        import tbfast
+        from conftest import event_values
+
+        d = {str(tmp_path)!r}
+        w = tbfast.SummaryWriter(d)
+        w.add_scalar("before", 1.0, 0)
+        w.flush()
+        fw = w._file_writer
+        real = fw._worker._file
+
+        class Broken:
+            def write(self, data):
+                raise ValueError("encoder bug")
+            def flush(self):
+                real.flush()
+            def fileno(self):
+                return real.fileno()
+            def close(self):
+                real.close()
+
+        fw._worker._file = Broken()
+        w.add_text("lost", "queued after the failure", 1)
+        try:
+            w.flush()
+            raise AssertionError("no error")
+        except RuntimeError as exc:
+            assert "writer thread" in str(exc) and isinstance(exc.__cause__, ValueError), repr(exc)
+        w.add_scalar("buffered", 2.0, 2)  # accepted: buffered on the caller's side
+        try:
+            w.close()
+            raise AssertionError("close() did not raise")
+        except RuntimeError as exc:
+            assert isinstance(exc.__cause__, ValueError), repr(exc)
+        assert w.file_writer is None  # closed
+        w.close()  # idempotent, quiet
+        w.add_scalar("after", 3.0, 3)
+        w.close()
+        assert len(glob.glob(os.path.join(d, "*tfevents*"))) == 2
+        tags = sorted((v.tag, s) for s, v in event_values(d))
+        assert tags == [("after", 3), ("before", 0), ("buffered", 2)], tags
+        print("ok")
+    """, timeout=60)
 
 
 def test_any_writer_thread_failure_reaches_every_caller(tmp_path):
