@@ -3,7 +3,23 @@ writes through. A host class provides ``_write_summary``; tbfast's SummaryWriter
 overrides ``_write_deferred`` to pack on its writer thread."""
 
 
+from . import _tensor
+
+
 class SummarySink:
+    def __init_subclass__(cls, **kwargs):
+        """Every public ``add_*`` method of a writer class (tbfast's SummaryWriter, and
+        the sink accelerate() puts on torch's and tensorboardX's writers) runs eagerly
+        under ``torch.compile`` (:func:`tbfast._tensor.untraced`): these methods hand
+        tensor memory to native code. ``add_scalar`` is left alone: it hands none over,
+        and its hot path pays nothing."""
+        super().__init_subclass__(**kwargs)
+        for name in dir(cls):
+            fn = getattr(cls, name)
+            if (name.startswith("add_") and name != "add_scalar" and callable(fn)
+                    and not getattr(fn, "_tbfast_untraced", False)):
+                setattr(cls, name, _tensor.untraced(fn))
+
     def _write_summary(self, summary, global_step=None, walltime=None):
         """Write one Summary (message or serialised bytes) at a step and time."""
         raise NotImplementedError

@@ -63,6 +63,7 @@ def untraced(fn):
             inner = state["fn"] = sys.modules["torch"].compiler.disable(fn)
         return inner(*args, **kwargs)
 
+    entry._tbfast_untraced = True
     return entry
 
 

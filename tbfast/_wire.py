@@ -6,6 +6,7 @@ generated classes would serialise (tests/test_wire.py checks both directions).
 
 import math
 import struct
+import time
 
 import numpy as np
 
@@ -101,6 +102,27 @@ def check_tag_arguments(cls):
 
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def check_walltime(walltime, name="walltime"):
+    """``walltime`` (seconds since the epoch) as a finite float; None is now
+    (``time.time()``). TypeError naming ``name`` for anything that is not a real number
+    (strings included), ValueError for NaN and +-inf: TensorBoard rejects a NaN
+    Event.wall_time, and an infinite one sorts the event outside every run."""
+    if walltime is None:
+        return time.time()
+    if type(walltime) is not float:
+        if isinstance(walltime, (str, bytes, bytearray)):
+            raise TypeError(f"{name} must be a number (seconds since the epoch), got {type(walltime).__name__} "
+                            f"{walltime!r:.80}")
+        try:
+            walltime = float(walltime)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a number (seconds since the epoch), got {type(walltime).__name__} "
+                            f"{walltime!r:.80}") from None
+    if not math.isfinite(walltime):
+        raise ValueError(f"{name}={walltime} is not finite; Event.wall_time must be a finite number of seconds")
+    return walltime
 
 
 def check_step(step, name="global_step"):

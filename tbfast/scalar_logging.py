@@ -15,7 +15,6 @@ serialises (tests/test_writer.py compares them).
 
 import atexit
 import collections
-import math
 import os
 import struct
 import sys
@@ -119,27 +118,6 @@ def as_scalar(value, name="scalar_value"):
     return float(value)
 
 
-def check_walltime(walltime, name="walltime"):
-    """``walltime`` (seconds since the epoch) as a finite float; None is now
-    (``time.time()``). TypeError naming ``name`` for anything that is not a real number
-    (strings included), ValueError for NaN and +-inf: TensorBoard rejects a NaN
-    Event.wall_time, and an infinite one sorts the event outside every run."""
-    if walltime is None:
-        return time.time()
-    if type(walltime) is not float:
-        if isinstance(walltime, (str, bytes, bytearray)):
-            raise TypeError(f"{name} must be a number (seconds since the epoch), got {type(walltime).__name__} "
-                            f"{walltime!r:.80}")
-        try:
-            walltime = float(walltime)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must be a number (seconds since the epoch), got {type(walltime).__name__} "
-                            f"{walltime!r:.80}") from None
-    if not math.isfinite(walltime):
-        raise ValueError(f"{name}={walltime} is not finite; Event.wall_time must be a finite number of seconds")
-    return walltime
-
-
 # --- the background hand-off -------------------------------------------------------------
 
 _writers = weakref.WeakSet()  # writers that have buffered scalars at some point
@@ -237,7 +215,7 @@ class ScalarLogging:
         with the scalars plugin metadata, like torch. Raises ValueError for a value with
         more than one element."""
         value = scalar_value if type(scalar_value) is float else as_scalar(scalar_value)
-        walltime = time.time() if walltime is None else check_walltime(walltime)
+        walltime = time.time() if walltime is None else _wire.check_walltime(walltime)
         if new_style:
             self._write_summary(new_style_scalar_summary(tag, value, double_precision), global_step, walltime)
             return
@@ -270,7 +248,7 @@ class ScalarLogging:
                 raise TypeError(f"tag_scalar_dict keys must be str (each names a sub-run), got "
                                 f"{type(tag).__name__} {tag!r:.80}")
         items = [(tag, as_scalar(value, f"tag_scalar_dict[{tag!r}]")) for tag, value in items]
-        walltime = check_walltime(walltime)
+        walltime = _wire.check_walltime(walltime)
         global_step = _wire.check_step(global_step)
         logdir = self._get_file_writer().get_logdir()
         for tag, value in items:
