@@ -601,6 +601,10 @@ def launch(named_descs, bins="tensorflow", max_bins=None, backend=None, stream=N
     part of each tensor (empty parts allowed), and each batch is reduced over the group
     before it leaves the device; all tensors must then be on one device."""
     _check_max_bins(max_bins)
+    if group is not None:
+        from . import distributed
+
+        distributed.check_bins(bins)  # before any estimator copies data to the host
     groups = {}
     for name, d in named_descs:
         if d.numel == 0 and group is None:
@@ -613,14 +617,9 @@ def launch(named_descs, bins="tensorflow", max_bins=None, backend=None, stream=N
         descs = [d for _, d in items]
         spec = _resolve_bins(bins, descs)
         kernel_spec = spec
-        if group is not None:
-            if bins in ESTIMATORS:
-                raise ValueError(f"bins={bins!r} needs every value on one host; use an int or edges with group=")
-            if spec.mode == UNIFORM_AUTO:  # the global range first: one small all_reduce, on the device
-                from . import distributed
-
-                dev = "cpu" if device == "cpu" else f"cuda:{index}"
-                kernel_spec = BinSpec(UNIFORM, spec.num_bins, ranges=distributed.global_ranges(descs, group, dev))
+        if group is not None and spec.mode == UNIFORM_AUTO:  # the global range first: one small all_reduce
+            dev = "cpu" if device == "cpu" else f"cuda:{index}"  # on the device, on the job's stream
+            kernel_spec = BinSpec(UNIFORM, spec.num_bins, ranges=distributed.global_ranges(descs, group, dev, stream))
         job = HistogramJob(descs, kernel_spec, device, index, stream)
         full = [i for i, d in enumerate(descs) if d.numel]
         if len(full) == len(descs):
@@ -632,8 +631,6 @@ def launch(named_descs, bins="tensorflow", max_bins=None, backend=None, stream=N
             used = "none"
         numels = [d.numel for d in descs]
         if group is not None:
-            from . import distributed
-
             with _device.StreamScope(job):
                 distributed.reduce_packed(job.out, group, np.array(numels, dtype=np.int64))
             numels = None  # global element counts: read from the reduced buffer

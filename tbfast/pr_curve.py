@@ -572,10 +572,13 @@ class PRCurveAccumulator:
         bad-value counters and a 'weighted' flag. Counts are exact in float64 below 2^53
         (more samples than any evaluation set). If any rank was weighted, every rank
         switches to weighted sums (unweighted samples weigh 1); otherwise the counts go
-        back to int64 exactly. The collective runs where the backend wants it: a rank
-        that saw no batch creates its state on the CUDA current device for NCCL (on the
-        CPU otherwise), and a CPU state is moved to CUDA and back for NCCL. Reading the
-        flag is one host read after the collective (on CUDA: waits for it)."""
+        back to int64 exactly. A CUDA state is never read on the host here: it always
+        becomes float64 sums (knowing whether any rank was weighted would need a host
+        read; sums of counts are exact below 2^53, and the curves are the same), so sync()
+        adds no host sync before the one copy to the host. The collective runs where the
+        backend wants it: a rank that saw no batch creates its state on the CUDA current
+        device for NCCL (on the CPU otherwise), and a CPU state is moved to CUDA and back
+        for NCCL."""
         import torch
         import torch.distributed as dist
 
@@ -596,7 +599,7 @@ class PRCurveAccumulator:
         dist.all_reduce(buf, op=dist.ReduceOp.SUM, group=group)
         buf = buf.to(v.device)
         n = v.numel()
-        if buf[-1].item() > 0:  # some rank was weighted: every rank holds sums
+        if buf.device.type == "cuda" or buf[-1].item() > 0:  # some rank was weighted: every rank holds sums
             st.to_weighted()
         as_t(st.values()).reshape(-1).copy_(buf[:n])  # float64 -> int64 exact for counts below 2^53
         bad.copy_(buf[n:n + NUM_BAD_SLOTS])

@@ -132,7 +132,7 @@ def run(rank, world, port, outdir):
 
     # NumPy's estimator bins with a group: a clear ValueError on every rank, no collective
     for bins in ("auto", "fd"):
-        for key, call in (("histograms", lambda: tbfast.histograms({"a": named["a"]}, bins=bins, group=True)),
+        for key, call in (("histograms", lambda: tbfast.histograms(named, bins=bins, group=True)),
                           ("add_histograms", lambda: tbfast.distributed.add_histograms(None, named, 1, bins=bins))):
             try:
                 call()
