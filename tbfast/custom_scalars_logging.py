@@ -17,16 +17,16 @@ def custom_scalars_bytes(layout):
 class CustomScalarsLogging:
     """Writer methods for custom-scalars layouts. The host class provides ``_write_summary``."""
 
-    def add_custom_scalars_multilinechart(self, tags, category="default", title="untitled"):
+    def add_custom_scalars_multilinechart(self, tags, category="default", title="untitled") -> None:
         """One multiline chart ``title`` in ``category`` showing the scalar ``tags``."""
         self._write_summary(custom_scalars_bytes({category: {title: ["Multiline", tags]}}))
 
-    def add_custom_scalars_marginchart(self, tags, category="default", title="untitled"):
+    def add_custom_scalars_marginchart(self, tags, category="default", title="untitled") -> None:
         """One margin chart: ``tags`` = [value, lower, upper]. AssertionError otherwise."""
         if len(tags) != 3:
             raise AssertionError(f"Expected 3 tags, got {len(tags)}.")
         self._write_summary(custom_scalars_bytes({category: {title: ["Margin", tags]}}))
 
-    def add_custom_scalars(self, layout):
+    def add_custom_scalars(self, layout) -> None:
         """The whole layout: ``{category: {title: ["Multiline" | "Margin", tags]}}``."""
         self._write_summary(custom_scalars_bytes(layout))

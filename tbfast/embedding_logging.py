@@ -104,7 +104,7 @@ class EmbeddingLogging:
     """Writer method for embeddings. The host class provides ``_get_file_writer()``."""
 
     def add_embedding(self, mat, metadata=None, label_img=None, global_step=None, tag="default",
-                      metadata_header=None):
+                      metadata_header=None) -> None:
         """torch's ``add_embedding``: ``mat`` [N, D] (tensor or array), optional
         ``metadata`` (N labels, or N rows of columns with ``metadata_header``) and
         ``label_img`` [N, C, H, W] tensor; written for TensorBoard's projector under

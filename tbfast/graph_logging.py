@@ -32,7 +32,7 @@ def run_metadata_event_bytes(tag, run_metadata, wall_time):
 class GraphLogging:
     """Writer methods for graphs. The host class provides ``_get_file_writer()``."""
 
-    def add_graph(self, model, input_to_model=None, verbose=False, use_strict_trace=True):
+    def add_graph(self, model, input_to_model=None, verbose=False, use_strict_trace=True) -> None:
         """torch's ``add_graph``: traces ``model`` on ``input_to_model`` (a tensor or a
         tuple of tensors) with ``torch.jit.trace`` and writes the GraphDef torch makes,
         plus its step stats. Raises what torch's tracer raises."""
@@ -42,7 +42,7 @@ class GraphLogging:
         fw.add_records([graph_event_bytes(graph_def.SerializeToString(), time.time())])
         fw.add_records([run_metadata_event_bytes("step1", step_stats.SerializeToString(), time.time())])
 
-    def add_onnx_graph(self, prototxt):
+    def add_onnx_graph(self, prototxt) -> None:
         """torch's ``add_onnx_graph``: the GraphDef of the ONNX model file ``prototxt``
         (a path), converted by torch. Needs ``onnx``."""
         require("onnx", "add_onnx_graph")

@@ -182,7 +182,7 @@ class HistogramLogging(SummarySink):
         self._write_deferred(summaries, global_step, walltime)
 
     def add_histogram(self, tag, values, global_step=None, bins="tensorflow", walltime=None, max_bins=None, *,
-                      group=None):
+                      group=None) -> None:
         """torch's ``add_histogram``, computed by tbfast (see :func:`tbfast.histogram`).
 
         values: torch tensor (CPU or CUDA, any dtype tbfast takes), NumPy array or
@@ -205,7 +205,7 @@ class HistogramLogging(SummarySink):
         self._write_histogram_batches(batches, global_step, walltime)
 
     def add_histogram_raw(self, tag, min, max, num, sum, sum_squares, bucket_limits, bucket_counts,
-                          global_step=None, walltime=None):
+                          global_step=None, walltime=None) -> None:
         """torch's ``add_histogram_raw``: writes precomputed statistics as given."""
         self._write_summary(histogram_raw_summary(tag, min, max, num, sum, sum_squares, bucket_limits,
                                                   bucket_counts), global_step, walltime)

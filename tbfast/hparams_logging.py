@@ -17,7 +17,7 @@ class HparamsLogging:
     """Writer method for hyperparameters. The host class provides
     ``_get_file_writer()``, ``_write_summaries`` and ``add_scalar``."""
 
-    def add_hparams(self, hparam_dict, metric_dict, hparam_domain_discrete=None, run_name=None, global_step=None):
+    def add_hparams(self, hparam_dict, metric_dict, hparam_domain_discrete=None, run_name=None, global_step=None) -> None:
         """torch's ``add_hparams``: ``hparam_dict`` values bool, str, int, float or None
         (others as their str), ``metric_dict`` name -> number. Raises TypeError when either
         is not a dict, like torch."""

@@ -72,13 +72,13 @@ class ImageLogging(SummarySink):
 
         self._write_deferred(summaries, global_step, walltime)
 
-    def add_image(self, tag, img_tensor, global_step=None, walltime=None, dataformats="CHW"):
+    def add_image(self, tag, img_tensor, global_step=None, walltime=None, dataformats="CHW") -> None:
         """torch's ``add_image``: one image, ``dataformats`` CHW (default), HWC, HW, ...;
         floats in [0, 1] (scaled by 255, clipped), uint8 as is. Pixels equal torch's."""
         pixels = torch_image_pixels(img_tensor, dataformats)
         self._write_image(tag, pixels, global_step, walltime)
 
-    def add_images(self, tag, img_tensor, global_step=None, walltime=None, dataformats="NCHW"):
+    def add_images(self, tag, img_tensor, global_step=None, walltime=None, dataformats="NCHW") -> None:
         """torch's ``add_images``: a batch (NCHW by default, or a list of CHW images)
         gridded 8 per row with no padding. Pixels equal torch's."""
         pixels = torch_image_pixels(img_tensor, dataformats)

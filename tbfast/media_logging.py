@@ -11,6 +11,8 @@ summaries equal torch's; they need tensorboard (``tbfast[tensorboard]``), and
 GIF encoder uses.
 """
 
+from __future__ import annotations
+
 import numpy as np
 
 from ._optional import require, torch_summary
@@ -37,7 +39,8 @@ class MediaLogging:
     """Writer methods for figures, boxes, audio, video and meshes. The host class
     provides ``_write_summary`` and ``image_png_level``."""
 
-    def add_figure(self, tag, figure, global_step=None, close=True, walltime=None):
+    def add_figure(self, tag: str, figure: Figure | list[Figure], global_step: int | None = None, close: bool = True,
+                   walltime: float | None = None) -> None:
         """torch's ``add_figure``: one matplotlib figure, or a list of figures of one size
         gridded 8 per row. Pixels equal torch's; PNG by tbfast's encoder."""
         if isinstance(figure, list):
@@ -47,7 +50,7 @@ class MediaLogging:
         self._write_summary(image_summary(tag, pixels, self.image_png_level), global_step, walltime)
 
     def add_image_with_boxes(self, tag, img_tensor, box_tensor, global_step=None, walltime=None, rescale=1,
-                             dataformats="CHW", labels=None):
+                             dataformats="CHW", labels=None) -> None:
         """torch's ``add_image_with_boxes``: boxes [N, 4] (xmin, ymin, xmax, ymax) drawn
         in red by torch's packer (PIL), optional labels (one per box, else ignored)."""
         if labels is not None:
@@ -59,13 +62,13 @@ class MediaLogging:
                                                                     dataformats=dataformats, labels=labels)
         self._write_summary(summary.SerializeToString(), global_step, walltime)
 
-    def add_audio(self, tag, snd_tensor, global_step=None, sample_rate=44100, walltime=None):
+    def add_audio(self, tag, snd_tensor, global_step=None, sample_rate=44100, walltime=None) -> None:
         """torch's ``add_audio``: a 1-D clip in [-1, 1] (squeezed; louder is clipped),
         written as 16-bit mono WAV."""
         summary = torch_summary("add_audio").audio(tag, snd_tensor, sample_rate=sample_rate)
         self._write_summary(summary.SerializeToString(), global_step, walltime)
 
-    def add_video(self, tag, vid_tensor, global_step=None, fps=4, walltime=None):
+    def add_video(self, tag, vid_tensor, global_step=None, fps=4, walltime=None) -> None:
         """torch's ``add_video``: [N, T, C, H, W] (float in [0, 1] or uint8) as one GIF
         of the N videos gridded. Raises ImportError without moviepy < 2 (torch then
         prints a message and writes an empty value)."""
@@ -73,7 +76,7 @@ class MediaLogging:
         require("moviepy.editor", "add_video (moviepy < 2, the version torch's encoder uses)")
         self._write_summary(summary.video(tag, vid_tensor, fps).SerializeToString(), global_step, walltime)
 
-    def add_mesh(self, tag, vertices, colors=None, faces=None, config_dict=None, global_step=None, walltime=None):
+    def add_mesh(self, tag, vertices, colors=None, faces=None, config_dict=None, global_step=None, walltime=None) -> None:
         """torch's ``add_mesh``: vertices [B, N, 3], optional colors [B, N, 3] (uint8)
         and faces [B, F, 3], for TensorBoard's mesh plugin."""
         summary = torch_summary("add_mesh").mesh(tag, vertices, colors, faces, config_dict)

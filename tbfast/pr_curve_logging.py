@@ -129,7 +129,7 @@ class PRCurveLogging(SummarySink):
         self._write_deferred(summaries, global_step, walltime)
 
     def add_pr_curve(self, tag, labels, predictions, global_step=None, num_thresholds=127, weights=None,
-                     walltime=None):
+                     walltime=None) -> None:
         """torch's ``add_pr_curve``, computed by tbfast (see :func:`tbfast.pr_curve`), with
         no 127 cap: any num_thresholds in [2, 2^24].
 
@@ -148,7 +148,7 @@ class PRCurveLogging(SummarySink):
 
     def add_pr_curve_raw(self, tag, true_positive_counts, false_positive_counts, true_negative_counts,
                          false_negative_counts, precision, recall, global_step=None, num_thresholds=127,
-                         weights=None, walltime=None):
+                         weights=None, walltime=None) -> None:
         """torch's ``add_pr_curve_raw``: writes the six rows as given. As in torch,
         ``weights`` is ignored and the data's length, not ``num_thresholds``, sets the
         curve's size; unlike torch, the metadata's num_thresholds is that length too

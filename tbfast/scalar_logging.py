@@ -209,7 +209,7 @@ class ScalarLogging:
                     raise
 
     def add_scalar(self, tag, scalar_value, global_step=None, walltime=None, new_style=False,
-                   double_precision=False):
+                   double_precision=False) -> None:
         """One scalar (Python/NumPy number or one-element tensor; a CUDA tensor is read
         with ``.item()``, as torch does). ``new_style`` writes a float (or double) tensor
         with the scalars plugin metadata, like torch. Raises ValueError for a value with
@@ -230,7 +230,7 @@ class ScalarLogging:
         elif _ticker["pid"] is None:
             _ensure_ticker()
 
-    def add_scalars(self, main_tag, tag_scalar_dict, global_step=None, walltime=None):
+    def add_scalars(self, main_tag, tag_scalar_dict, global_step=None, walltime=None) -> None:
         """Several scalars on one chart: like torch, each goes to its own run directory
         ``<log_dir>/<main_tag with / as _>_<tag>`` under the tag ``main_tag``. These
         sub-writers are flushed and closed with this writer, and reopened (new files) by
@@ -256,13 +256,13 @@ class ScalarLogging:
             with self._lock:
                 fw = self._scalars_writers.get(path)
                 if fw is None:
-                    from .event_file import EventFileWriter
+                    from .writer import FileWriter  # torch's FileWriter API, as all_writers gives it
 
-                    fw = self._scalars_writers[path] = EventFileWriter(path, self.max_queue, self.flush_secs,
-                                                                       self.filename_suffix)
+                    fw = self._scalars_writers[path] = FileWriter(path, self.max_queue, self.flush_secs,
+                                                                  self.filename_suffix)
             fw.add_record(scalar_event_bytes(main_tag, value, walltime, global_step))
 
-    def add_tensor(self, tag, tensor, global_step=None, walltime=None):
+    def add_tensor(self, tag, tensor, global_step=None, walltime=None) -> None:
         """torch's ``add_tensor``: the whole tensor in a TensorProto (tensor plugin),
         made by torch's own packer. Needs tensorboard (``pip install tbfast[tensorboard]``)."""
         from ._optional import torch_summary

@@ -16,7 +16,6 @@ Annotations are strings, as in torch's writer module, so that signatures compare
 from __future__ import annotations
 
 import datetime
-import inspect
 import os
 import socket
 import threading
@@ -179,9 +178,8 @@ class SummaryWriter(ScalarLogging, HistogramLogging, PRCurveLogging, ImageLoggin
 
     @property
     def all_writers(self):
-        """torch's ``all_writers``: {log dir: event-file writer} for ``file_writer`` and
-        each add_scalars sub-run (these are :class:`~tbfast.event_file.EventFileWriter`:
-        add_record, flush, close); a new dict each time; None after close()."""
+        """torch's ``all_writers``: {log dir: :class:`FileWriter`} for ``file_writer``
+        and each add_scalars sub-run; a new dict each time; None after close()."""
         fw = self._file_writer
         if fw is None:
             return None
@@ -301,32 +299,3 @@ class SummaryWriter(ScalarLogging, HistogramLogging, PRCurveLogging, ImageLoggin
 
     def __exit__(self, *exc):
         self.close()
-
-
-# torch annotates its writer's methods (as strings: ``from __future__ import
-# annotations``). The ones defined in this module carry the same annotations; the
-# capability mixins' methods get theirs here, only where they have none, so that
-# inspect.signature of every method equals torch's (tests/test_writer_dropin.py). Once a
-# mixin writes an annotation in its own source, its entry here does nothing and can go.
-_TORCH_PARAMETER_ANNOTATIONS = {
-    "add_figure": {"tag": "str", "figure": "Figure | list[Figure]", "global_step": "int | None", "close": "bool",
-                   "walltime": "float | None"},
-}
-_TORCH_RETURNS_NONE = (
-    "add_audio", "add_custom_scalars", "add_custom_scalars_marginchart", "add_custom_scalars_multilinechart",
-    "add_embedding", "add_figure", "add_graph", "add_histogram", "add_histogram_raw", "add_hparams", "add_image",
-    "add_image_with_boxes", "add_images", "add_mesh", "add_onnx_graph", "add_pr_curve", "add_pr_curve_raw",
-    "add_scalar", "add_scalars", "add_tensor", "add_video",
-)
-
-
-def _annotate_like_torch(cls):
-    for name in _TORCH_RETURNS_NONE:
-        inspect.unwrap(getattr(cls, name)).__annotations__.setdefault("return", "None")
-    for name, params in _TORCH_PARAMETER_ANNOTATIONS.items():
-        annotations = inspect.unwrap(getattr(cls, name)).__annotations__
-        for param, annotation in params.items():
-            annotations.setdefault(param, annotation)
-
-
-_annotate_like_torch(SummaryWriter)
