@@ -9,16 +9,18 @@ from . import _tensor
 class SummarySink:
     def __init_subclass__(cls, **kwargs):
         """Every public ``add_*`` method of a writer class (tbfast's SummaryWriter, and
-        the sink accelerate() puts on torch's and tensorboardX's writers) runs eagerly
-        under ``torch.compile`` (:func:`tbfast._tensor.untraced`): these methods hand
-        tensor memory to native code. ``add_scalar`` is left alone: it hands none over,
-        and its hot path pays nothing."""
+        the sink accelerate() puts on torch's and tensorboardX's writers) checks the
+        storage of its tensor arguments before anything reads them
+        (:func:`tbfast._tensor.storage_checked`), and runs eagerly under
+        ``torch.compile`` (:func:`tbfast._tensor.untraced`): these methods hand tensor
+        memory to native code or to torch's packers. ``add_scalar`` is left alone (one
+        element, read by ``.item()``), so its hot path pays nothing."""
         super().__init_subclass__(**kwargs)
         for name in dir(cls):
             fn = getattr(cls, name)
             if (name.startswith("add_") and name != "add_scalar" and callable(fn)
                     and not getattr(fn, "_tbfast_untraced", False)):
-                setattr(cls, name, _tensor.untraced(fn))
+                setattr(cls, name, _tensor.untraced(_tensor.storage_checked(fn)))
 
     def _write_summary(self, summary, global_step=None, walltime=None):
         """Write one Summary (message or serialised bytes) at a step and time."""

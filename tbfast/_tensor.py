@@ -67,6 +67,40 @@ def untraced(fn):
     return entry
 
 
+def storage_checked(fn):
+    """Decorator for writer methods: every plain dense torch tensor among the arguments
+    (and in list / tuple arguments) has its storage bounds checked on entry, naming the
+    parameter, before anything reads it. Methods whose output torch's own packers make
+    (add_tensor, add_audio, add_mesh, add_image_with_boxes, ...) would otherwise read past
+    a truncated storage (a segfault, or garbage written). Metadata only; subclasses
+    (DTensor, ...) are left to the one validation place (:func:`describe`)."""
+    import inspect
+
+    names = list(inspect.signature(fn).parameters)
+
+    @functools.wraps(fn)
+    def entry(*args, **kwargs):
+        torch = sys.modules.get("torch")
+        if torch is not None:  # no torch imported: no torch tensor can be among the arguments
+            for i, a in enumerate(args):
+                _check_argument(a, names[i] if i < len(names) else f"argument {i}", torch)
+            for k, a in kwargs.items():
+                _check_argument(a, k, torch)
+        return fn(*args, **kwargs)
+
+    return entry
+
+
+def _check_argument(a, name, torch):
+    if type(a) in (list, tuple):
+        for i, x in enumerate(a):
+            if type(x) in _plain_types():
+                _check_argument(x, f"{name}[{i}]", torch)
+    elif type(a) in _plain_types() and a.layout == torch.strided and not a.is_quantized and \
+            a.device.type != "meta" and not a.is_nested and _functorch_wrapper(a) is None and a.numel():
+        _check_storage(a, name)
+
+
 def is_torch_tensor(x):
     torch = _torch()
     return torch is not None and isinstance(x, torch.Tensor)

@@ -479,6 +479,43 @@ def test_entry_points_run_eagerly_under_torch_compile():
     assert out.count("equal") == 8, out
 
 
+def test_methods_made_by_torchs_packers_check_storage_first(tmp_path):
+    """add_tensor segfaulted, and add_audio / add_mesh / add_image_with_boxes / add_video
+    wrote garbage read past the storage, for a truncated tensor: their output is made by
+    torch's own packers, which read the memory unchecked. Every writer method now checks
+    its tensor arguments' storage on entry, naming the parameter."""
+    out, _ = run_case(f"""
+        import torch
+        import tbfast
+
+        def trunc(t):
+            t.untyped_storage().resize_(4)
+            return t
+
+        w = tbfast.SummaryWriter({str(tmp_path)!r})
+        calls = {{
+            "tensor": lambda: w.add_tensor("t", trunc(torch.rand(1000, 1000))),
+            "snd_tensor": lambda: w.add_audio("a", trunc(torch.rand(1, 100000)), 1),
+            "vertices": lambda: w.add_mesh("m", trunc(torch.rand(1, 100000, 3))),
+            "faces": lambda: w.add_mesh("m", torch.rand(1, 3, 3), faces=trunc(torch.zeros(1, 100000, 3, dtype=torch.int32))),
+            "img_tensor": lambda: w.add_image_with_boxes("b", trunc(torch.rand(3, 512, 512)), torch.tensor([[1.0, 1, 5, 5]])),
+            "box_tensor": lambda: w.add_image_with_boxes("b", torch.rand(3, 8, 8), trunc(torch.rand(100000, 4))),
+            "vid_tensor": lambda: w.add_video("v", trunc(torch.rand(1, 4, 3, 64, 64))),
+            "values": lambda: w.add_histogram("h", trunc(torch.rand(1000, 1000).T), 1),
+        }}
+        for name, call in calls.items():
+            try:
+                call()
+                raise AssertionError(f"{{name}}: no error")
+            except ValueError as exc:
+                assert str(exc).startswith(name + ": its storage"), (name, exc)
+            print("refused", name, flush=True)
+        w.add_scalar("after", 1.0, 0)
+        w.close()
+    """, timeout=120)
+    assert out.count("refused") == 8, out
+
+
 def test_writer_methods_run_eagerly_under_torch_compile(tmp_path):
     """The writers' add_* methods call the kernels themselves, not through the public
     entry points: traced by Dynamo they hit the same freed-temporary pointers. Every
