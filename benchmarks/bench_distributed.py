@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+from .harness import READ_ONCE
+
 SUITE = "distributed"
 
 
@@ -60,18 +62,21 @@ def _worker(rank, world, port, out, total, backend):
         elif bins == "tensorflow":
             tbfast.histograms({k: named[k] for k in list(full)[:3]}, bins=bins, group=True)
         del ref
-        times = {"local": [], "group": []}
+        times = {"read": [], "local": [], "group": []}
         for _ in range(4):
-            for kind in ("local", "group"):
+            for kind in times:
                 dist.barrier()
                 sync()
                 t0 = time.perf_counter()
-                res = tbfast.histograms(local, bins=bins) if kind == "local" else tbfast.histograms(
-                    named, bins=bins, group=True)
-                next(iter(res.values())).batch.host()  # the result on the host, reduced
+                if kind == "read":  # reading the local shards once, both ranks at once, like the others
+                    [v.sum() for v in local.values()]
+                else:
+                    res = tbfast.histograms(local, bins=bins) if kind == "local" else tbfast.histograms(
+                        named, bins=bins, group=True)
+                    next(iter(res.values())).batch.host()  # the result on the host, reduced
                 sync()
                 times[kind].append(time.perf_counter() - t0)
-        rows.append({"bins": str(bins), "local": min(times["local"][1:]), "group": min(times["group"][1:])})
+        rows.append({"bins": str(bins), **{kind: min(t[1:]) for kind, t in times.items()}})
     if rank == 0:
         n = sum(v.numel() for v in full.values())
         with open(out, "w") as f:
@@ -104,6 +109,7 @@ def run(ctx):
         case = f"{res['params'] / 1e6:.0f}M params, {res['tensors']} tensors, 2 ranks ({backend})"
         for r in res["rows"]:
             c = f"{case}, bins={r['bins']}"
+            ctx.record(SUITE, c, READ_ONCE, r["read"])
             ctx.record(SUITE, c, "local shards, no group (per rank)", r["local"])
             ctx.record(SUITE, c, "group= (local + reduction)", r["group"],
                        reduction_ms=round((r["group"] - r["local"]) * 1e3, 2))
