@@ -69,7 +69,7 @@ def untraced(fn):
 
 def storage_checked(fn):
     """Decorator for writer methods: every plain dense torch tensor among the arguments
-    (and in list / tuple arguments) has its storage bounds checked on entry, naming the
+    (and in list / tuple arguments and dict values) has its storage bounds checked on entry, naming the
     parameter, before anything reads it. Methods whose output torch's own packers make
     (add_tensor, add_audio, add_mesh, add_image_with_boxes, ...) would otherwise read past
     a truncated storage (a segfault, or garbage written). Metadata only; subclasses
@@ -80,23 +80,32 @@ def storage_checked(fn):
 
     @functools.wraps(fn)
     def entry(*args, **kwargs):
-        torch = sys.modules.get("torch")
-        if torch is not None:  # no torch imported: no torch tensor can be among the arguments
+        if "torch" in sys.modules:  # no torch imported: no torch tensor can be among the arguments
             for i, a in enumerate(args):
-                _check_argument(a, names[i] if i < len(names) else f"argument {i}", torch)
+                _check_argument(a, names[i] if i < len(names) else f"argument {i}")
             for k, a in kwargs.items():
-                _check_argument(a, k, torch)
+                _check_argument(a, k)
         return fn(*args, **kwargs)
 
     return entry
 
 
-def _check_argument(a, name, torch):
+def _check_argument(a, name):
     if type(a) in (list, tuple):
         for i, x in enumerate(a):
-            if type(x) in _plain_types():
-                _check_argument(x, f"{name}[{i}]", torch)
-    elif type(a) in _plain_types() and a.layout == torch.strided and not a.is_quantized and \
+            check_storage(x, f"{name}[{i}]")
+    elif type(a) is dict:  # add_hparams, add_scalars
+        for k, x in a.items():
+            check_storage(x, f"{name}[{k!r}]")
+    else:
+        check_storage(a, name)
+
+
+def check_storage(a, name):
+    """ValueError naming ``name`` when ``a`` is a plain dense torch tensor whose storage
+    is smaller than its sizes, strides and offset address; anything else passes (tensor
+    subclasses are left to :func:`describe`). Metadata only: nothing reads the memory."""
+    if type(a) in _plain_types() and a.layout == _torch().strided and not a.is_quantized and \
             a.device.type != "meta" and not a.is_nested and _functorch_wrapper(a) is None and a.numel():
         _check_storage(a, name)
 
@@ -223,8 +232,7 @@ def check_tensor(t, name="values"):
     tensor passes."""
     if is_torch_tensor(t):
         _check_plain(t, name)
-        if t.layout == _torch().strided and not t.is_quantized and t.device.type != "meta" and t.numel():
-            _check_storage(t, name)
+        check_storage(t, name)
 
 
 _FUNCTORCH = (("is_batchedtensor", "BatchedTensor", "torch.vmap"),

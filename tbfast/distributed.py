@@ -311,7 +311,6 @@ def add_histograms(writer, named_tensors, global_step=None, walltime=None, bins=
     from .histogram import launch
     from .histogram_logging import HistogramLogging
 
-    check_bins(bins)
     group = resolve_group(group)
     batches = launch(describe_local(named_tensors), bins=bins, max_bins=max_bins, stream=stream, group=group)
     if _check_writer(writer, group):

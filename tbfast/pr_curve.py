@@ -467,6 +467,13 @@ def pr_curve(labels, predictions, num_thresholds=127, weights=None, *, mode="aut
     return result
 
 
+def _backend_of(dist, group):
+    """The group's backend(s) as a string: "gloo", "nccl", or "cpu:gloo,cuda:nccl" for a
+    group made without a backend argument (get_backend says "undefined" there)."""
+    config = getattr(dist, "get_backend_config", None)
+    return str(config(group) if config is not None else dist.get_backend(group))
+
+
 class PRCurveAccumulator:
     """Streaming PR curves: memory O(C * T) whatever the number of samples.
 
@@ -576,16 +583,17 @@ class PRCurveAccumulator:
         becomes float64 sums (knowing whether any rank was weighted would need a host
         read; sums of counts are exact below 2^53, and the curves are the same), so sync()
         adds no host sync before the one copy to the host. The collective runs where the
-        backend wants it: a rank that saw no batch creates its state on the CUDA current
-        device for NCCL (on the CPU otherwise), and a CPU state is moved to CUDA and back
-        for NCCL."""
+        backend wants it: when the group has an NCCL backend (alone, or beside gloo as
+        ``init_process_group()`` without a backend makes it), it runs on CUDA on every
+        rank: a rank that saw no batch creates its state on the CUDA current device, and a
+        CPU state is moved to CUDA and back; otherwise on the CPU."""
         import torch
         import torch.distributed as dist
 
         from . import distributed
 
         group = distributed.resolve_group(True if group is None else group)
-        nccl = str(dist.get_backend(group)) == "nccl"
+        nccl = "nccl" in _backend_of(dist, group)  # "nccl", or e.g. "cpu:gloo,cuda:nccl": collectives on CUDA
         if self._state is None:  # nothing seen here: zeros where the collective runs
             device = ("cuda", torch.cuda.current_device()) if nccl else ("cpu", None)
             self._state = _State(self._classes(), self.num_thresholds, False, device)

@@ -114,6 +114,7 @@ def as_scalar(value, name="scalar_value"):
         n = value.numel() if _tensor.is_torch_tensor(value) else value.size
         if n != 1:
             raise ValueError(f"{name} must have exactly one element, got {n}")
+        _tensor.check_storage(value, name)  # .item() would read past a truncated storage
         value = value.item()
     return float(value)
 
@@ -127,6 +128,8 @@ _ticker_lock = threading.Lock()
 
 def _drain_all():
     for w in list(_writers):
+        if w.__dict__.get("_file_writer") is None:  # closed (scalars kept by a failed close): the
+            continue  # writer's next call reopens it and writes them, never this thread
         try:
             w._drain_scalars()
         except Exception as exc:  # kept; raised by the writer's next call

@@ -283,6 +283,9 @@ class SummaryWriter(ScalarLogging, HistogramLogging, PRCurveLogging, ImageLoggin
             except BaseException as exc:
                 errors.append(exc)
         if errors:
+            for other in errors[1:]:
+                if other is not errors[0]:
+                    errors[0].add_note(f"closing also raised: {other!r}")
             raise errors[0]
 
     def __del__(self):

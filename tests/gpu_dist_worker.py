@@ -3,7 +3,8 @@ WORLD PORT OUTDIR`` runs WORLD processes on 127.0.0.1: with DEVICE ``cuda`` one 
 over NCCL, with ``cpu`` over gloo (the same cases, checkable without a GPU). Each rank:
 
 * reduces histograms with ``group=`` (DTensor shards and plain parts, every bins mode)
-  and sharded PR-curve accumulators (the last rank without a weighted batch), on CUDA
+  and sharded PR-curve accumulators (weighted batches on every rank but the last, whose
+  batch is unweighted; with one process that rank saw no batch at all), on CUDA
   under ``torch.cuda.set_sync_debug_mode("error")``, so any host sync before the single
   copy to the host raises;
 * then reads the results and pickles them to OUTDIR/rank<r>.pkl, with the full tensors,
@@ -65,6 +66,7 @@ def run(rank, device, world, port, outdir):
     pred, labels, weights = pred.to(device), labels.to(device), weights.to(device)
     for bins in BINS:  # warm-up: device constants uploaded once
         tbfast.histograms(named, bins=bins, group=True)
+    tbfast.histograms({"part": part}, bins=5, group=True)
     if cuda:
         torch.cuda.synchronize()
     dist.barrier()
@@ -79,8 +81,10 @@ def run(rank, device, world, port, outdir):
     acc.update(pred, labels)
     acc.sync()
     wacc = tbfast.PRCurveAccumulator(num_thresholds=33, num_classes=5)
-    if rank != world - 1:  # the last rank saw no weighted batch
+    if rank != world - 1:
         wacc.update(pred, labels, weights)
+    elif world > 1:  # unweighted beside weighted ranks (one process: a rank without any batch)
+        wacc.update(pred, labels)
     wacc.sync()
     curves = (acc.snapshot(), wacc.snapshot())
     if cuda:

@@ -482,14 +482,20 @@ def test_entry_points_run_eagerly_under_torch_compile():
 def test_methods_made_by_torchs_packers_check_storage_first(tmp_path):
     """add_tensor segfaulted, and add_audio / add_mesh / add_image_with_boxes / add_video
     wrote garbage read past the storage, for a truncated tensor: their output is made by
-    torch's own packers, which read the memory unchecked. Every writer method now checks
-    its tensor arguments' storage on entry, naming the parameter."""
+    torch's own packers, which read the memory unchecked; so did one-element tensors in
+    add_scalar, add_scalars' and add_hparams' dicts (.item()). Every writer method now
+    checks its tensor arguments' storage on entry (list items and dict values too), naming
+    the parameter."""
     out, _ = run_case(f"""
         import torch
         import tbfast
 
         def trunc(t):
             t.untyped_storage().resize_(4)
+            return t
+
+        def trunc0(t):
+            t.untyped_storage().resize_(0)
             return t
 
         w = tbfast.SummaryWriter({str(tmp_path)!r})
@@ -502,6 +508,10 @@ def test_methods_made_by_torchs_packers_check_storage_first(tmp_path):
             "box_tensor": lambda: w.add_image_with_boxes("b", torch.rand(3, 8, 8), trunc(torch.rand(100000, 4))),
             "vid_tensor": lambda: w.add_video("v", trunc(torch.rand(1, 4, 3, 64, 64))),
             "values": lambda: w.add_histogram("h", trunc(torch.rand(1000, 1000).T), 1),
+            "scalar_value": lambda: w.add_scalar("s", trunc0(torch.rand(())), 1),
+            "tag_scalar_dict['a']": lambda: w.add_scalars("g", {{"a": trunc0(torch.rand(()))}}, 1),
+            "hparam_dict['lr']": lambda: w.add_hparams({{"lr": trunc0(torch.rand(()))}}, {{"m": 1.0}}),
+            "metric_dict['m']": lambda: w.add_hparams({{"lr": 0.1}}, {{"m": trunc0(torch.rand(()))}}),
         }}
         for name, call in calls.items():
             try:
@@ -513,7 +523,7 @@ def test_methods_made_by_torchs_packers_check_storage_first(tmp_path):
         w.add_scalar("after", 1.0, 0)
         w.close()
     """, timeout=120)
-    assert out.count("refused") == 8, out
+    assert out.count("refused") == 12, out
 
 
 def test_writer_methods_run_eagerly_under_torch_compile(tmp_path):
@@ -704,6 +714,7 @@ def test_summary_writer_closes_after_a_writer_thread_error(tmp_path):
         import glob
         import os
         import sys
+        import time
         sys.path.insert(0, "tests")
         import tbfast
         from conftest import event_values
@@ -739,6 +750,8 @@ def test_summary_writer_closes_after_a_writer_thread_error(tmp_path):
         except RuntimeError as exc:
             assert isinstance(exc.__cause__, ValueError), repr(exc)
         assert w.file_writer is None  # closed
+        time.sleep(4 * tbfast.scalar_logging.SCALAR_LATENCY_S)  # the hand-off thread must not reopen it
+        assert w.file_writer is None and len(glob.glob(os.path.join(d, "*tfevents*"))) == 1
         w.close()  # idempotent, quiet
         w.add_scalar("after", 3.0, 3)
         w.close()
