@@ -63,31 +63,22 @@ def untraced(fn):
             inner = state["fn"] = sys.modules["torch"].compiler.disable(fn)
         return inner(*args, **kwargs)
 
-    entry._tbfast_untraced = True
     return entry
 
 
-def storage_checked(fn):
-    """Decorator for writer methods: every plain dense torch tensor among the arguments
-    (and in list / tuple arguments and dict values) has its storage bounds checked on entry, naming the
-    parameter, before anything reads it. Methods whose output torch's own packers make
+def check_arguments(args, kwargs, names):
+    """Storage bounds of every plain dense torch tensor among a writer method's arguments
+    (``names``: its parameter names), in list / tuple items and dict values too, naming
+    the parameter; metadata only. Methods whose output torch's own packers make
     (add_tensor, add_audio, add_mesh, add_image_with_boxes, ...) would otherwise read past
-    a truncated storage (a segfault, or garbage written). Metadata only; subclasses
-    (DTensor, ...) are left to the one validation place (:func:`describe`)."""
-    import inspect
-
-    names = list(inspect.signature(fn).parameters)
-
-    @functools.wraps(fn)
-    def entry(*args, **kwargs):
-        if "torch" in sys.modules:  # no torch imported: no torch tensor can be among the arguments
-            for i, a in enumerate(args):
-                _check_argument(a, names[i] if i < len(names) else f"argument {i}")
-            for k, a in kwargs.items():
-                _check_argument(a, k)
-        return fn(*args, **kwargs)
-
-    return entry
+    a truncated storage (a segfault, or garbage written). Subclasses (DTensor, ...) are
+    left to the one validation place (:func:`describe`)."""
+    if "torch" not in sys.modules:  # no torch imported: no torch tensor can be among them
+        return
+    for i, a in enumerate(args):
+        _check_argument(a, names[i] if i < len(names) else f"argument {i}")
+    for k, a in kwargs.items():
+        _check_argument(a, k)
 
 
 def _check_argument(a, name):

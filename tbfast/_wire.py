@@ -73,34 +73,6 @@ def tag_bytes(tag, name="tag"):
     return tag.encode("utf-8")
 
 
-def check_tag_arguments(cls):
-    """Class decorator: each public ``add_*`` method of ``cls`` with a ``tag`` or
-    ``main_tag`` parameter checks it on entry (tag_bytes' TypeError naming the
-    parameter), before any work is started or queued. ``add_scalar`` is left alone: its
-    encoder checks the tag on its per-tag cache miss, so its hot path pays nothing."""
-    import functools
-    import inspect
-
-    for attr in dir(cls):
-        fn = getattr(cls, attr)
-        if not attr.startswith("add_") or attr == "add_scalar" or not callable(fn):
-            continue
-        names = list(inspect.signature(fn).parameters)
-        arg = next((a for a in ("tag", "main_tag") if a in names), None)
-        if arg is None:
-            continue
-        pos, default = names.index(arg), inspect.signature(fn).parameters[arg].default
-
-        def wrapper(*args, _fn=fn, _arg=arg, _pos=pos, _default=default, **kwargs):
-            tag = args[_pos] if len(args) > _pos else kwargs.get(_arg, _default)
-            if type(tag) is not str:
-                tag_bytes(tag, _arg)
-            return _fn(*args, **kwargs)
-
-        setattr(cls, attr, functools.wraps(fn)(wrapper))
-    return cls
-
-
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 

@@ -137,7 +137,6 @@ class FileWriter(EventFileWriter):
         super().close()
 
 
-@_wire.check_tag_arguments
 class SummaryWriter(ScalarLogging, HistogramLogging, PRCurveLogging, ImageLogging, MediaLogging, GraphLogging,
                     EmbeddingLogging, HparamsLogging, CustomScalarsLogging):
     """Writes TensorBoard event files; method names and signatures follow
