@@ -46,9 +46,9 @@ def untraced(fn):
     traced. Traced, Dynamo would run tbfast's NumPy code on its own stand-ins and the
     kernels would get pointers to freed temporaries.
 
-    Nothing is imported for this: until torch.compile's Dynamo was imported (by
-    torch.compile, nothing else), nothing can be tracing, and ``fn`` is called directly.
-    After that the disabled function is made once and reused (a call costs well under a
+    Nothing is imported for this: until ``torch._dynamo`` is imported (torch.compile
+    imports it), nothing can be tracing, and ``fn`` is called directly. After that
+    (however it was imported) the disabled function is made once and reused (a call costs well under a
     microsecond). Importing torch._dynamo here instead would cost about a second on the
     first call, possibly on the writer thread, where a fork during the import leaves the
     child blocked on the import lock."""

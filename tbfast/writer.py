@@ -10,7 +10,9 @@ file in the same log dir (and new ones for add_scalars' sub-runs).
 torch's lower level is here too: ``file_writer`` / ``_get_file_writer()`` is a
 :class:`FileWriter` (torch's ``FileWriter`` API on tbfast's event-file writer), which
 code such as PyTorch Lightning's hparams logging writes TensorBoard protos through.
-Annotations are strings, as in torch's writer module, so that signatures compare equal.
+Annotations are strings here, as in torch's writer module; the mixins annotate their
+methods as torch does (``-> None``), so every signature equals torch's up to string versus
+object annotations (tests/test_writer_dropin.py compares them as strings).
 """
 
 from __future__ import annotations
