@@ -14,7 +14,14 @@ extras=test,bench
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/pip install -q torch==2.13.0
 }
-stamp=$( { echo "extras=$extras cuda=${TBFAST_CUDA:-auto} archs=${TBFAST_CUDA_ARCHS:-} native=${TBFAST_NATIVE:-on}"
+# TBFAST_CUDA=auto builds what =on builds when nvcc is found (setup.py's _find_nvcc), so
+# both share one stamp: .ci/run (=on) and the README commands (auto) reuse each other's build.
+cuda=${TBFAST_CUDA:-auto}
+if [ "$cuda" = auto ]; then
+  nvcc_home=${CUDA_HOME:-${CUDA_PATH:-}}
+  if { [ -n "$nvcc_home" ] && [ -e "$nvcc_home/bin/nvcc" ]; } || command -v nvcc >/dev/null; then cuda=on; else cuda=off; fi
+fi
+stamp=$( { echo "extras=$extras cuda=$cuda archs=${TBFAST_CUDA_ARCHS:-} native=${TBFAST_NATIVE:-on}"
            cat setup.py pyproject.toml; find csrc -type f | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.tbfast-build 2>/dev/null)" = "$stamp" ] && .venv/bin/python -c "import tbfast" 2>/dev/null; then
   echo "tbfast: build inputs unchanged, native modules reused"
