@@ -97,7 +97,7 @@ def check_storage(a, name):
     is smaller than its sizes, strides and offset address; anything else passes (tensor
     subclasses are left to :func:`describe`). Metadata only: nothing reads the memory."""
     if type(a) in _plain_types() and a.layout == _torch().strided and not a.is_quantized and \
-            a.device.type != "meta" and not a.is_nested and _functorch_wrapper(a) is None and a.numel():
+            a.device.type != "meta" and not a.is_nested and a.numel():
         _check_storage(a, name)
 
 
@@ -246,16 +246,18 @@ def _functorch_wrapper(t):
     return "wrapper tensor", "a torch.func transform"
 
 
+def _no_storage(t, name):
+    """The TypeError for a plain-typed tensor without storage: functorch's wrappers."""
+    kind, transform = _functorch_wrapper(t) or ("tensor without storage", "a torch.func transform")
+    return TypeError(f"{name} is a functorch {kind} (inside {transform}), a wrapper with no storage that tbfast "
+                     f"cannot read; log outside the transform, or the unwrapped tensor")
+
+
 def _check_plain(t, name):
     """Reject wrappers whose data_ptr() is not their data, naming the type."""
     cls = type(t)
     if cls in _plain_types() and not t.is_nested:
-        wrapper = _functorch_wrapper(t)
-        if wrapper is None:
-            return
-        kind, transform = wrapper
-        raise TypeError(f"{name} is a functorch {kind} (inside {transform}), a wrapper with no storage that tbfast "
-                        f"cannot read; log outside the transform, or the unwrapped tensor")
+        return  # functorch's wrappers are plain too: they have no storage (_no_storage, on first access)
     if t.is_nested:
         raise TypeError(f"{name} is a nested tensor (layout {t.layout}); tbfast takes dense tensors: pass "
                         f"each component, or .values() of a jagged tensor")
@@ -300,7 +302,10 @@ def _describe_torch(t, name, layout, allow_meta):
     index = dev.index if dev.type == "cuda" else None
     if dev.type == "meta":
         return Desc(0, n, code, "meta", None, t, tuple(t.shape), tuple(t.stride()))
-    ptr = t.data_ptr()
+    try:
+        ptr = t.data_ptr()
+    except RuntimeError:  # "Cannot access data pointer of Tensor that doesn't have storage"
+        raise _no_storage(t, name) from None
     if n and ptr == 0:
         raise ValueError(f"{name}: the tensor's data pointer is null (its storage was freed or never allocated)")
     if layout == "strided":
@@ -312,8 +317,11 @@ def _check_storage(t, name):
     """The storage must hold every element the sizes, strides and offset address. Reads
     only metadata (sizes, strides, offset, element size, the storage's byte count), so it
     runs on the tensor as given, before anything touches its memory."""
+    try:
+        nbytes = t.untyped_storage().nbytes()
+    except (NotImplementedError, RuntimeError):  # "Cannot access storage of BatchedTensorImpl"
+        raise _no_storage(t, name) from None
     sizes, strides, offset = tuple(t.shape), tuple(t.stride()), t.storage_offset()
-    nbytes = t.untyped_storage().nbytes()
     last = sum((s - 1) * st for s, st in zip(sizes, strides))
     need = (offset + last + 1) * t.element_size()
     if need > nbytes or offset < 0:
