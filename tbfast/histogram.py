@@ -446,21 +446,34 @@ class HistogramBatch:
     def ready(self):
         return self.job.out.ready()
 
+    def _limits(self, t, stats):
+        """Bucket limits of row t; ValueError naming the tensor when its range cannot hold
+        the bins (bins=int modes only: fixed edges always can)."""
+        lim = _edges_for(self.spec, t, stats)
+        if self.spec.mode != EDGES and not (lim[:-1] < lim[1:]).all():
+            raise ValueError(f"histogram of {self.names[t]!r}: too many bins for data range; cannot create "
+                             f"{self.spec.num_bins} finite-sized bins over [{lim[0]!r}, {lim[-1]!r}] "
+                             "(numpy raises the same)")
+        return lim
+
+    def check(self):
+        """Run the checks that need the data (too many bins for a tensor's range), without
+        building the per-row results :meth:`host` makes; a host batch only (no wait)."""
+        if self._host is None and self.spec.mode != EDGES:
+            stats = self.job.out.host()["stats"]
+            for t in range(len(self.names)):
+                self._limits(t, stats[t])
+        return self
+
     def host(self):
         """Host arrays of every row: dict with ``counts`` [T] (list of arrays after
         max_bins), ``limits`` [T], ``stats`` [T, 4], ``nonfinite`` [T, 3], ``supports``.
         Raises ValueError for a tensor whose range cannot hold the bins."""
         if self._host is None:
             h = self.job.out.host()
-            spec = self.spec
             counts, limits = [], []
-            for t, name in enumerate(self.names):
-                lim = _edges_for(spec, t, h["stats"][t])
-                if spec.mode != EDGES and not (lim[:-1] < lim[1:]).all():
-                    raise ValueError(f"histogram of {name!r}: too many bins for data range; cannot create "
-                                     f"{spec.num_bins} finite-sized bins over [{lim[0]!r}, {lim[-1]!r}] "
-                                     "(numpy raises the same)")
-                c, lim = merge_max_bins(h["counts"][t], lim, self.max_bins)
+            for t in range(len(self.names)):
+                c, lim = merge_max_bins(h["counts"][t], self._limits(t, h["stats"][t]), self.max_bins)
                 counts.append(c)
                 limits.append(lim)
             supports = _supports(h["counts"]) if self.max_bins is None else [None] * len(self.names)

@@ -157,10 +157,12 @@ class HistogramLogging(SummarySink):
 
     @staticmethod
     def _start_batches(batches):
-        """CPU batches are checked now (free); device batches start their one host copy."""
+        """CPU batches are checked now (bins=int ranges; no wait), so a bad one raises at
+        the call; their rows are built on the writer thread, with the packing. Device
+        batches start their one host copy."""
         for b in batches:
             if b.device_type == "cpu":
-                b.host()
+                b.check()
             else:
                 b.start_host_copy()
         return batches
