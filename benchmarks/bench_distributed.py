@@ -83,6 +83,7 @@ def _worker(rank, world, port, out, total, backend):
             json.dump({"params": n, "tensors": len(full), "rows": rows, "backend": backend}, f)
     dist.barrier()  # both ranks done before the group goes away (gloo aborts a rank torn down early)
     dist.destroy_process_group()
+    os._exit(0)  # results are on disk: skip interpreter finalization, where torch's gloo teardown can abort
 
 
 def run(ctx):

@@ -225,6 +225,7 @@ def run(rank, world, port, outdir):
         pickle.dump(res, f)
     dist.barrier()
     dist.destroy_process_group()
+    os._exit(0)  # results are on disk: skip interpreter finalization, where torch's gloo teardown can abort
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ def run(rank, device, world, port, outdir):
         pickle.dump(res, f)
     dist.barrier()
     dist.destroy_process_group()
+    os._exit(0)  # results are on disk: skip interpreter finalization, where torch's gloo teardown can abort
 
 
 def main(rank, device, world, port, outdir):
