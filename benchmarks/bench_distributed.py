@@ -34,7 +34,10 @@ def _worker(rank, world, port, out, total, backend):
     import torch
     import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    # one thread per rank for torch and tbfast alike (2 ranks on this machine's 2 cores):
+    # oversubscribed ranks made the quick run's times noise (a reduction "faster" than nothing)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), TBFAST_NUM_THREADS="1")
+    torch.set_num_threads(1)
     dist.init_process_group(backend, rank=rank, world_size=world)
     import tbfast
     from torch.distributed.device_mesh import init_device_mesh
@@ -63,7 +66,7 @@ def _worker(rank, world, port, out, total, backend):
             tbfast.histograms({k: named[k] for k in list(full)[:3]}, bins=bins, group=True)
         del ref
         times = {"read": [], "local": [], "group": []}
-        for _ in range(4):
+        for _ in range(8):
             for kind in times:
                 dist.barrier()
                 sync()
