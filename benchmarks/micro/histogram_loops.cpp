@@ -12,7 +12,15 @@
 //   increments    incrementing precomputed slots: the floor of any bucket-counting loop
 //   bf16 table    bfloat16 through a slot table of all 65536 patterns
 //   bf16 pattern  bfloat16 counted per bit pattern (the pattern path)
-// Every variant's counts are checked against the scalar table's.
+//   f32 arith512  the float32 slot computed arithmetically in AVX-512 (log2 polynomial, the
+//                 exact table only near an edge); "histogram_loops N all" also checks it on
+//                 all 2^32 float32 patterns
+//   f32 top-K bits  float32 counted per top-K bits pattern, exact fix-up for the patterns
+//                 that straddle an edge
+// Every variant's counts are checked against the scalar table's. Measured on the 2-core
+// AVX-512 EPYC VM (idle): table 0.54 ns, arith512 0.74 ns (0.82 with the slots taken from
+// registers instead of a store and reloads), top-K 0.78-1.18 ns, increments alone 0.27 ns:
+// neither float32 alternative beats the table loop.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -158,6 +166,135 @@ int main(int argc, char** argv) {
   });
   check("f32 gather512");
 #endif
+#ifdef __AVX512F__
+  // Arithmetic slot: t = log_1.1(|x| / 1e-12) from getexp/getmant and a degree-7 log2
+  // polynomial; slot = N+2+floor(t) (x >= 0) or N-1-floor(t) (x < 0), floor clamped to
+  // [-1, N-1]; lanes whose t is within EPS of an integer take the exact table slot. With
+  // EPS = 4e-4 it is exact on every float32 pattern (checked exhaustively when run as
+  // "histogram_loops N all": 2^32 patterns in blocks against the table).
+  const int N = (int)pos.size();
+  const float C1 = (float)(1.0 / std::log2(1.1)), C0 = (float)(-std::log2(1e-12) / std::log2(1.1)), EPS = 4e-4f;
+  const float P[8] = {5.849626826e-01f, 9.617961682e-01f, -3.206247770e-01f, 1.425188283e-01f,
+                      -7.068622482e-02f, 3.753276062e-02f, -2.482560661e-02f, 1.459848930e-02f};  // log2(1.5+u)
+  auto table_slot = [&](uint32_t o) {
+    uint64_t e = tab[o >> 16];
+    return (int32_t)((int64_t)(e >> 32) + (o >= (uint32_t)e));
+  };
+  size_t fixups = 0;
+  auto arith = [&](const float* xs, size_t cnt, int32_t* slots) {
+    const __m512 c1 = _mm512_set1_ps(C1), c0 = _mm512_set1_ps(C0), half = _mm512_set1_ps(1.5f);
+    const __m512 eps = _mm512_set1_ps(EPS), one_m = _mm512_set1_ps(1.0f - EPS);
+    const __m512 lo = _mm512_set1_ps(-1.0f), hi = _mm512_set1_ps((float)(N - 1));
+    const __m512i posb = _mm512_set1_epi32(N + 2), negb = _mm512_set1_epi32(N - 1);
+    const __m512i alt = _mm512_set_epi32(1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0);
+    const __m512i expm = _mm512_set1_epi32(0x7F800000), sgn = _mm512_set1_epi32((int)0x80000000u);
+    alignas(64) int32_t idx[16];
+    alignas(64) uint32_t ordb[16];
+    for (size_t i = 0; i < cnt; i += 16) {
+      __m512 v = _mm512_add_ps(_mm512_loadu_ps(xs + i), _mm512_setzero_ps());
+      __m512 a = _mm512_abs_ps(v);
+      __m512 u = _mm512_sub_ps(_mm512_getmant_ps(a, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero), half);
+      __m512 p = _mm512_set1_ps(P[7]);
+      for (int k = 6; k >= 0; --k) p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(P[k]));
+      __m512 t = _mm512_fmadd_ps(_mm512_add_ps(_mm512_getexp_ps(a), p), c1, c0);
+      __m512 fl = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+      __m512 fr = _mm512_sub_ps(t, fl);
+      __mmask16 near = _mm512_cmp_ps_mask(fr, eps, _CMP_LT_OQ) | _mm512_cmp_ps_mask(fr, one_m, _CMP_GT_OQ);
+      __m512i k = _mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(fl, lo), hi));
+      __m512i bits = _mm512_castps_si512(v);
+      __mmask16 neg = _mm512_movepi32_mask(bits);
+      __m512i s = _mm512_mask_sub_epi32(_mm512_add_epi32(posb, k), neg, negb, k);
+      __mmask16 nonfin = _mm512_cmpeq_epi32_mask(_mm512_and_si512(bits, expm), expm);
+      s = _mm512_maskz_mov_epi32(~nonfin, s);
+      _mm512_store_si512(idx, _mm512_add_epi32(_mm512_add_epi32(s, s), alt));
+      if (__mmask16 f = near & ~nonfin) {  // the exact slot where t is close to an edge
+        fixups += __builtin_popcount(f);
+        _mm512_store_si512(ordb, _mm512_xor_si512(bits, _mm512_or_si512(_mm512_srai_epi32(bits, 31), sgn)));
+        for (; f; f &= f - 1) {
+          int j = __builtin_ctz(f);
+          idx[j] = 2 * table_slot(ordb[j]) + (j & 1);
+        }
+      }
+      const uint64_t* w = (const uint64_t*)idx;
+      for (int j = 0; j < 8; ++j) {
+        slots[(uint32_t)w[j]]++;
+        slots[w[j] >> 32]++;
+      }
+    }
+  };
+  row("f32 arith512", n, [&] {
+    std::fill(got.begin(), got.end(), 0);
+    fixups = 0;
+    arith(x.data(), n, got.data());
+  });
+  check("f32 arith512");
+  printf("  (exact table slot for %.5f of the elements)\n", (double)fixups / n);
+  if (argc > 2) {  // exhaustive: every float32 pattern (non-finite ones in slot 0, as above)
+    size_t bad = 0;
+    std::vector<float> blk(1 << 20);
+    std::vector<int32_t> g(2 * (nb + 2)), r(2 * (nb + 2));
+    for (uint64_t b0 = 0; b0 < (1ull << 32); b0 += blk.size()) {
+      for (size_t j = 0; j < blk.size(); ++j) {
+        uint32_t w = (uint32_t)(b0 + j);
+        memcpy(&blk[j], &w, 4);
+      }
+      std::fill(g.begin(), g.end(), 0);
+      arith(blk.data(), blk.size(), g.data());
+      std::fill(r.begin(), r.end(), 0);
+      for (size_t j = 0; j < blk.size(); ++j) {
+        float v = blk[j] + 0.0f;
+        r[2 * (std::isfinite(v) ? table_slot(ordered(v)) : 0) + (j & 1)]++;
+      }
+      bad += g != r;
+    }
+    printf("  exhaustive over 2^32 patterns: %zu of 4096 blocks differ\n", bad);
+  }
+#endif
+
+  // Counting per top-K bits of the ordered float32 (K = 16..19): one increment per element;
+  // patterns that straddle an edge start their counter at 2^30 (a sentinel read by the
+  // increment itself), and their elements at or above the edge are counted aside.
+  for (int K : {16, 17, 18, 19}) {
+    const int sh = 32 - K;
+    const size_t P2 = size_t(1) << K;
+    std::vector<uint32_t> init(P2, 0), pthr(P2, 0), cnt(P2), upper(P2);
+    std::vector<int32_t> pbase(P2);
+    for (size_t k = 0; k < P2; ++k) {
+      uint32_t first = (uint32_t)(k << sh), last = first + ((1u << sh) - 1);
+      int a = (int)(std::upper_bound(thr.begin(), thr.end(), first) - thr.begin());
+      int b = (int)(std::upper_bound(thr.begin(), thr.end(), last) - thr.begin());
+      pbase[k] = a;
+      if (b > a) {
+        init[k] = 0x40000000u;
+        pthr[k] = thr[a];
+      }
+    }
+    char name[32];
+    snprintf(name, sizeof name, "f32 top-%d bits", K);
+    row(name, n, [&] {
+      memcpy(cnt.data(), init.data(), P2 * 4);
+      std::fill(upper.begin(), upper.end(), 0);
+      alignas(32) uint32_t ord[8];
+      for (size_t i = 0; i < n; i += 8) {
+        __m256i b = _mm256_castps_si256(_mm256_add_ps(_mm256_loadu_ps(&x[i]), _mm256_setzero_ps()));
+        _mm256_store_si256((__m256i*)ord, _mm256_xor_si256(b, _mm256_or_si256(_mm256_srai_epi32(b, 31), sign)));
+        for (int j = 0; j < 8; ++j) {
+          uint32_t o = ord[j], k = o >> sh, c = cnt[k];
+          cnt[k] = c + 1;
+          if (__builtin_expect(c >> 30, 0)) upper[k] += (o >= pthr[k]);
+        }
+      }
+    });
+    std::vector<int64_t> want(nb + 2), have(nb + 2);
+    for (int s2 = 0; s2 < nb + 2; ++s2) want[s2] = (int64_t)ref[2 * s2] + ref[2 * s2 + 1];
+    for (size_t k = 0; k < P2; ++k) {
+      int64_t c = cnt[k] & 0x3FFFFFFF;
+      have[pbase[k]] += c - upper[k];
+      if (upper[k]) have[pbase[k] + 1] += upper[k];
+    }
+    if (want != have) printf("  %s: counts differ\n", name);
+  }
+
   std::vector<int32_t> pre(n);
   for (size_t i = 0; i < n; ++i) {
     uint32_t o = ordered(x[i] + 0.0f);
