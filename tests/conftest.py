@@ -88,3 +88,31 @@ def outputs_with_and_without_simd(script):
         runs.append(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                                    check=True).stdout)
     return runs
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 now (for a process group's rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_bounded(cmd, timeout, env=None, cwd=None):
+    """(returncode, stdout, stderr) of ``cmd`` run in a session of its own. Past
+    ``timeout`` seconds its whole process group (spawned ranks too) is killed and the
+    calling test fails with the output: a hang is a failure, never a stuck test run."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"hang: {' '.join(map(str, cmd))[:300]} did not exit within {timeout} s\n--- stdout\n"
+                    f"{out[-4000:]}\n--- stderr\n{err[-4000:]}", pytrace=False)
+    return proc.returncode, out, err

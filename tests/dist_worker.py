@@ -14,25 +14,6 @@ SEED = 1234
 PR_SCENARIOS = ("mixed", "mixed_empty0", "empty0")
 
 
-def run_bounded(cmd, timeout, env=None):
-    """(returncode, stderr) of ``cmd`` run in its own session; on timeout the whole process
-    group (every spawned rank too) is killed and the calling test fails."""
-    import signal
-    import subprocess
-
-    import pytest
-
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, stderr = proc.communicate()
-        pytest.fail(f"{cmd[1]} timed out after {timeout} s: {stderr[-4000:]}")
-    return proc.returncode, stderr
-
-
 def full_tensors():
     """The logical tensors every case shards (same on every rank: seeded)."""
     g = torch.Generator().manual_seed(SEED)

@@ -35,11 +35,12 @@ import importlib.util
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 
 import pytest
+
+from conftest import run_bounded
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMU = os.path.join(ROOT, "tests", "cuda_emulation")
@@ -237,17 +238,9 @@ def _executable(built, target):
 
 
 def _run(cmd, timeout):
-    """Runs cmd in its own session; a hang (the emulator reports deadlocks itself, so this
-    means a kernel spinning) kills the process group and fails."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"{' '.join(cmd)} ran past {timeout} s (hang):\n{out[-4000:]}\n{err[-4000:]}", pytrace=False)
-    return proc.returncode, out, err
+    """Runs cmd in the repo root in its own session; a hang (the emulator reports deadlocks
+    itself, so this means a kernel spinning) kills the process group and fails."""
+    return run_bounded(cmd, timeout, cwd=ROOT)
 
 
 def _tail(text, n=60):

@@ -5,7 +5,6 @@ rank 0 writes equal what a single process writes."""
 
 import os
 import pickle
-import socket
 import sys
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 import torch
 
 import tbfast
-from conftest import values_by_tag
+from conftest import free_port, run_bounded, values_by_tag
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -22,18 +21,12 @@ import dist_worker  # noqa: E402
 BINS = ("tensorflow", "17", str([-5.0, -1.0, 0.0, 0.5, 2.0, 40.0]))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module", params=[2, 4], ids=["world2", "world4"])
 def run(request, tmp_path_factory):
     world = request.param
     out = tmp_path_factory.mktemp(f"dist{world}")
-    returncode, stderr = dist_worker.run_bounded(
-        [sys.executable, os.path.join(HERE, "dist_worker.py"), str(world), str(_free_port()), str(out)], timeout=420)
+    returncode, _, stderr = run_bounded(
+        [sys.executable, os.path.join(HERE, "dist_worker.py"), str(world), str(free_port()), str(out)], timeout=420)
     assert returncode == 0, stderr[-4000:]
     ranks = []
     for r in range(world):

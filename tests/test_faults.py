@@ -20,6 +20,7 @@ import time
 
 import pytest
 
+from conftest import run_bounded
 from tbfast.event_file import read_events, read_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,17 +34,10 @@ def run_case(code, timeout=60, env=None, returncode=0, prelude=""):
     full_env = dict(os.environ, PYTHONUNBUFFERED="1")
     full_env.update(env or {})
     script = prelude + textwrap.dedent(code)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"hang: no exit within {timeout} s\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-4000:]}")
-    if proc.returncode < 0:
-        pytest.fail(f"crash: killed by signal {-proc.returncode}\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-4000:]}")
-    assert proc.returncode == returncode, f"exit code {proc.returncode}\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-4000:]}"
+    rc, out, err = run_bounded([sys.executable, "-c", script], timeout, env=full_env, cwd=ROOT)
+    if rc < 0:
+        pytest.fail(f"crash: killed by signal {-rc}\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-4000:]}")
+    assert rc == returncode, f"exit code {rc}\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-4000:]}"
     return out, err
 
 
@@ -59,6 +53,26 @@ def steps_by_tag(paths):
             for v in e.summary.value:
                 out.setdefault(v.tag, []).append(e.step)
     return out
+
+
+BREAK_WRITES = """
+def break_writes(event_file_writer, exc):
+    \"\"\"Make the writer thread's file raise ``exc`` on every write (flush, fileno and
+    close still reach the real file).\"\"\"
+    real = event_file_writer._worker._file
+
+    class Broken:
+        def write(self, data):
+            raise exc
+        def flush(self):
+            real.flush()
+        def fileno(self):
+            return real.fileno()
+        def close(self):
+            real.close()
+
+    event_file_writer._worker._file = Broken()
+"""
 
 
 VMSIZE = """
@@ -710,7 +724,7 @@ def test_summary_writer_closes_after_a_writer_thread_error(tmp_path):
     closing anything, and so did every later call. Now close() raises it once and
     closes; the next write starts a new file, which gets the scalars the failed file
     could not take."""
-    run_case(f"""
+    run_case(prelude=BREAK_WRITES, code=f"""
         import glob
         import os
         import sys
@@ -723,20 +737,7 @@ def test_summary_writer_closes_after_a_writer_thread_error(tmp_path):
         w = tbfast.SummaryWriter(d)
         w.add_scalar("before", 1.0, 0)
         w.flush()
-        fw = w._file_writer
-        real = fw._worker._file
-
-        class Broken:
-            def write(self, data):
-                raise ValueError("encoder bug")
-            def flush(self):
-                real.flush()
-            def fileno(self):
-                return real.fileno()
-            def close(self):
-                real.close()
-
-        fw._worker._file = Broken()
+        break_writes(w._file_writer, ValueError("encoder bug"))
         w.add_text("lost", "queued after the failure", 1)
         try:
             w.flush()
@@ -767,7 +768,7 @@ def test_any_writer_thread_failure_reaches_every_caller(tmp_path):
     silently: flush() and producers on a full queue then waited forever. Now every
     caller gets a RuntimeError (the original as __cause__), blocked producers included,
     and the first close() raises it once."""
-    run_case(f"""
+    run_case(prelude=BREAK_WRITES, code=f"""
         import threading
         from tbfast import proto
         from tbfast.event_file import EventFileWriter
@@ -776,19 +777,7 @@ def test_any_writer_thread_failure_reaches_every_caller(tmp_path):
             pass
 
         w = EventFileWriter({str(tmp_path)!r}, max_queue=1)
-        real = w._worker._file
-
-        class Broken:
-            def write(self, data):
-                raise Boom("disk controller on fire")
-            def flush(self):
-                real.flush()
-            def fileno(self):
-                return real.fileno()
-            def close(self):
-                real.close()
-
-        w._worker._file = Broken()
+        break_writes(w, Boom("disk controller on fire"))
         outcomes = []
 
         def produce():

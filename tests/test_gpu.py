@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import tbfast
-from conftest import require_backend, values_by_tag
+from conftest import free_port, require_backend, values_by_tag
 
 H = importlib.import_module("tbfast.histogram")
 
@@ -279,14 +279,6 @@ def test_watch_on_cuda_never_syncs(tmp_path):
     assert [s for s, _ in tags["parameters/0.weight"]][-2:] == [2, 4]
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rows(results):
     return {n: tuple(np.asarray(a).tolist() for a in r.host()) + (r.num,) for n, r in results.items()}
 
@@ -313,7 +305,7 @@ def test_group_reductions_never_sync_and_equal_one_process(tmp_path, device, wor
         if not dist.is_nccl_available():
             pytest.skip("this torch has no NCCL")
     here = os.path.dirname(os.path.abspath(__file__))
-    proc = subprocess.run([sys.executable, os.path.join(here, "gpu_dist_worker.py"), device, str(world), str(_free_port()),
+    proc = subprocess.run([sys.executable, os.path.join(here, "gpu_dist_worker.py"), device, str(world), str(free_port()),
                            str(tmp_path)], capture_output=True, text=True, timeout=240)
     errors = "".join(p.read_text() for p in tmp_path.glob("rank*.err"))
     assert proc.returncode == 0 and not errors, errors or proc.stderr[-4000:]

@@ -3,7 +3,6 @@ passes, against torch's writer's add_histogram of the same tensors at the same s
 
 import math
 import os
-import socket
 import sys
 import textwrap
 
@@ -14,10 +13,7 @@ from torch.utils.tensorboard import SummaryWriter as TorchWriter
 import tbfast
 from tbfast.watch import unwrapped_name
 
-from conftest import values_by_tag
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import dist_worker  # noqa: E402
+from conftest import free_port, run_bounded, values_by_tag
 
 
 def assert_same_histograms(ours, theirs):
@@ -243,17 +239,11 @@ DDP_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_watch_ddp_fsdp2_and_fsdp1_two_processes_gloo(tmp_path):
     script = tmp_path / "ddp_watch.py"
     script.write_text(DDP_SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1", TBFAST_NUM_THREADS="1")
-    returncode, stderr = dist_worker.run_bounded([sys.executable, str(script), str(free_port()),
+    returncode, _, stderr = run_bounded([sys.executable, str(script), str(free_port()),
                                                   str(tmp_path / "logs")], timeout=180, env=env)
     assert returncode == 0, stderr[-3000:]
     runs = {r: (values_by_tag(tmp_path / "logs" / f"rank{r}" / "ours"),
