@@ -61,6 +61,8 @@ struct EdgeKey {
 //  * h16 (CPU only, appended too): for 16-bit floats, the slot of every float16 (row 0)
 //    and bfloat16 (row 1) bit pattern straight away (0 for NaN/Inf), from the f32 table.
 //    Valid when f32_ok and the slots fit 16 bits (h16_ok).
+//  * geo_ok (CPU only, appended): the edges are exactly TensorBoard's default edges, whose
+//    float32 slots the AVX-512 kernel computes arithmetically (csrc/cpu/histogram_cpu.cpp).
 struct EdgeLookup {
   EdgeKey keys[kLookupSize];
   uint64_t f32[kLookupSize];
@@ -70,6 +72,8 @@ struct EdgeLookup {
   uint32_t f64_ok;
   uint32_t h16_ok;
   uint16_t h16[2][kLookupSize];
+  uint32_t geo_ok;  // CPU only: the edges are TensorBoard's default edges, and f32_ok
+  uint32_t reserved2;
 };
 
 

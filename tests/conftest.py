@@ -76,15 +76,21 @@ def values_by_tag(logdir):
     return out
 
 
-def outputs_with_and_without_simd(script):
-    """stdout of ``script`` run in fresh interpreters with the AVX2 paths on and off
-    (TBFAST_DISABLE_SIMD=0/1, 2 threads), for bit-for-bit comparisons."""
+SIMD_LEVELS = ("off", "avx2", "avx512")
+
+
+def outputs_per_simd_level(script):
+    """stdout of ``script`` run in fresh interpreters at each SIMD level the CPU kernels
+    may use (TBFAST_SIMD=off/avx2/avx512, a cap: a CPU without AVX-512 runs its best level
+    in the last run; 2 threads), for bit-for-bit comparisons of the scalar definitions
+    and every SIMD path."""
     import subprocess
     import sys
 
     runs = []
-    for flag in ("0", "1"):
-        env = dict(os.environ, TBFAST_DISABLE_SIMD=flag, TBFAST_NUM_THREADS="2")
+    for level in SIMD_LEVELS:
+        env = dict(os.environ, TBFAST_SIMD=level, TBFAST_NUM_THREADS="2")
+        env.pop("TBFAST_DISABLE_SIMD", None)
         runs.append(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                                    check=True).stdout)
     return runs

@@ -28,6 +28,7 @@
 #endif
 
 #include "cpu/parallel.h"
+#include "cpu/simd.h"
 #include "pr_curve.h"
 
 namespace tbfast {
@@ -329,12 +330,7 @@ struct LogitBound {
 };
 
 #ifdef TBF_X86
-bool cpu_has_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
-                         __builtin_cpu_supports("fma") &&
-                         !(getenv("TBFAST_DISABLE_SIMD") && getenv("TBFAST_DISABLE_SIMD")[0] == '1');
-  return ok;
-}
+bool cpu_has_avx2() { return simd_level() >= kSimdAvx2; }
 
 LanePlan make_plan(const Ctx& k, bool two_copies, bool batches) {
   LanePlan plan;
