@@ -12,10 +12,14 @@
 // changes no count and no sum.
 //
 // Inner loops (each with AVX2 when the CPU has it, else scalar code that computes the same
-// statistic lanes in the same order, so no result depends on the CPU; tests compare the two
-// bit for bit):
+// statistic lanes in the same order, so no result depends on the CPU; tests compare the
+// SIMD levels of csrc/cpu/simd.h bit for bit):
+//  * float32 / float16 / bfloat16 with TensorBoard's default edges on an AVX-512 CPU: the
+//    slot computed arithmetically from the exponent and mantissa, exact table slot near an
+//    edge (f32_chunk_geo512), statistics in 16 lanes. 0.30 ns per element and core with the
+//    statistics, against 0.50 for the table loop below without them (Zen 5, one thread).
 //  * float32 / float16 / bfloat16 with edges whose float32 lookup is valid (the default
-//    edges): statistics in 8 fixed lanes and an integer-only bucket: ordered bits -> one
+//    edges): statistics in 16 fixed lanes and an integer-only bucket: ordered bits -> one
 //    table load -> one compare.
 //  * every other dtype (float64, integers, bool) and the float32 family when its table
 //    cannot take the edges: values converted to double exactly as Load<T> does (AVX2
@@ -520,17 +524,20 @@ __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,f16c,fma"))) void
       __m512i bits = _mm512_castps_si512(_mm512_add_ps(v, zero));  // -0.0 -> +0.0
       __m512i a = _mm512_and_si512(bits, absm);
       __m512i e = _mm512_srli_epi32(a, 23);
-      __mmask16 nonfin = _mm512_cmpeq_epi32_mask(e, e255);
+      const __mmask16 nonfin = _mm512_cmpeq_epi32_mask(e, e255);
+      __m512 vs = v, vmn = v, vmx = v;  // what the sums, the minimum and the maximum take
       if (__builtin_expect(nonfin != 0, 0)) {
         alignas(64) float tmp[16];
         _mm512_store_ps(tmp, v);
         for (int j = 0; j < 16; ++j)
           if (nonfin >> j & 1) count_nonfinite(tmp[j], nf);
+        vs = _mm512_maskz_mov_ps((__mmask16)~nonfin, v);  // non-finite -> +0.0 for the sums
+        vmn = _mm512_mask_mov_ps(v, nonfin, _mm512_set1_ps(std::numeric_limits<float>::infinity()));
+        vmx = _mm512_mask_mov_ps(v, nonfin, _mm512_set1_ps(-std::numeric_limits<float>::infinity()));
       }
       if (kStats) {
-        __m512 vs = _mm512_maskz_mov_ps((__mmask16)~nonfin, v);  // non-finite -> +0.0 for the sums
-        mn = _mm512_min_ps(_mm512_mask_mov_ps(v, nonfin, _mm512_set1_ps(std::numeric_limits<float>::infinity())), mn);
-        mx = _mm512_max_ps(_mm512_mask_mov_ps(v, nonfin, _mm512_set1_ps(-std::numeric_limits<float>::infinity())), mx);
+        mn = _mm512_min_ps(vmn, mn);
+        mx = _mm512_max_ps(vmx, mx);
         __m512d d0 = _mm512_cvtps_pd(_mm512_castps512_ps256(vs));
         __m512d d1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(vs), 1)));
         s0 = _mm512_add_pd(s0, d0);
