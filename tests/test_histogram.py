@@ -315,13 +315,16 @@ def test_requires_grad_and_views_are_fine(backend, device):
     np.testing.assert_array_equal(r.numpy()[0], np.histogram((-x).double().numpy(), bins=7)[0])
 
 
-def test_deterministic_across_thread_counts(monkeypatch):
-    x = np.random.default_rng(5).standard_normal(1_000_003) * 1e3
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_deterministic_across_thread_counts(monkeypatch, dtype):
+    # every CPU path: the double lanes, the float32 family's 16 lanes (AVX-512 default-edges
+    # kernel included), the bfloat16 pattern path (>= 2^20 elements)
+    x = torch.from_numpy(np.random.default_rng(5).standard_normal(1_100_003) * 1e3).to(dtype)
     out = []
     for n in ("1", "2", "3"):
         monkeypatch.setenv("TBFAST_NUM_THREADS", n)
         r = tbfast.histogram(x, backend="native")
-        out.append((r.sum, r.sum_squares, r.numpy()[0].tolist()))
+        out.append((r.sum, r.sum_squares, r.min, r.max, r.numpy()[0].tolist()))
     assert out[0] == out[1] == out[2]
 
 
