@@ -16,8 +16,9 @@
 // SIMD levels of csrc/cpu/simd.h bit for bit):
 //  * float32 / float16 / bfloat16 with TensorBoard's default edges on an AVX-512 CPU: the
 //    slot computed arithmetically from the exponent and mantissa, exact table slot near an
-//    edge (f32_chunk_geo512), statistics in 16 lanes. 0.30 ns per element and core with the
-//    statistics, against 0.50 for the table loop below without them (Zen 5, one thread).
+//    edge (f32_chunk_geo512), statistics in 16 lanes. 0.31 ns per element and core with the
+//    statistics, against 0.54 for the table loop below without them (Zen 5, one thread;
+//    benchmarks/micro/histogram_loops.cpp).
 //  * float32 / float16 / bfloat16 with edges whose float32 lookup is valid (the default
 //    edges): statistics in 16 fixed lanes and an integer-only bucket: ordered bits -> one
 //    table load -> one compare.
