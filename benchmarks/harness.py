@@ -26,6 +26,13 @@ def machine():
         "cpu_model": _cpu_model(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    try:  # which of tbfast's CPU code paths ran (csrc/cpu/simd.h)
+        from tbfast import _native
+
+        mod = _native.cpu()[0]
+        info["tbfast_simd"] = mod.cpu_simd_level() if mod is not None else None
+    except Exception:
+        info["tbfast_simd"] = None
     for mod in ("numpy", "torch", "numba", "tensorboard", "tensorboardX", "google.protobuf"):
         try:
             info[mod] = __import__(mod, fromlist=["__version__"]).__version__

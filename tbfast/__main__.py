@@ -21,6 +21,8 @@ def info(out=sys.stdout):
         print(f"native CUDA module tbfast._C_cuda: loaded (runtime {rt}, driver {drv}, {count} device(s)"
               f"{'; ' + msg if err else ''})", file=out)
     print(f"CPU threads for kernels: {_native.num_threads()}", file=out)
+    if cpu_mod is not None:
+        print(f"CPU SIMD level: {cpu_mod.cpu_simd_level()} (TBFAST_SIMD caps it)", file=out)
     print(file=out)
     rows = backends.table()
     w = max(len(r[0]) for r in rows)

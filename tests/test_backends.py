@@ -57,6 +57,24 @@ def test_info_command_lists_every_op_and_backend():
     assert subprocess.run([console, "info"], capture_output=True, text=True).stdout == out
 
 
+def test_simd_level_is_reported_and_capped():
+    # `tbfast info` names the SIMD level of the CPU kernels; TBFAST_SIMD caps it (the
+    # bit-for-bit tests rely on the cap), TBFAST_DISABLE_SIMD=1 turns SIMD off
+    order = ["off", "avx2", "avx512"]
+
+    def level(**env):
+        out = subprocess.run([sys.executable, "-m", "tbfast", "info"], capture_output=True, text=True, check=True,
+                             env={**{k: v for k, v in os.environ.items() if not k.startswith("TBFAST_")}, **env}).stdout
+        return re.search(r"CPU SIMD level: (\w+)", out).group(1)
+
+    best = level()
+    assert best in order
+    assert level(TBFAST_SIMD="avx2") == order[min(order.index(best), 1)]
+    assert level(TBFAST_SIMD="off") == "off" == level(TBFAST_DISABLE_SIMD="1")
+    with pytest.raises(TypeError):
+        _native.cpu()[0].cpu_simd_level(1)
+
+
 def test_package_imports_without_native_module():
     code = ("import sys; sys.modules['tbfast._C'] = None; sys.modules['tbfast._C_cuda'] = None\n"
             "import tbfast, numpy as np\n"
