@@ -183,6 +183,36 @@ int main(int argc, char** argv) {
     uint64_t e = tab[o >> 16];
     return (int32_t)((int64_t)(e >> 32) + (o >= (uint32_t)e));
   };
+  // "histogram_loops N all": kernel(xs, count, slots) against the table on every float32
+  // pattern, in blocks of 2^20. fold_dropped: the kernel may put a dropped value (NaN/Inf,
+  // beyond the outer edges) in either dropped slot, 0 or nb - 1 (above the last edge).
+  auto exhaustive = [&](const char* name, auto kernel, bool fold_dropped) {
+    if (argc <= 2) return;
+    size_t bad = 0;
+    std::vector<float> blk(1 << 20);
+    std::vector<int32_t> g(2 * (nb + 2)), r(2 * (nb + 2));
+    const int top = 2 * (nb - 1);
+    for (uint64_t b0 = 0; b0 < (1ull << 32); b0 += blk.size()) {
+      for (size_t j = 0; j < blk.size(); ++j) {
+        uint32_t w = (uint32_t)(b0 + j);
+        memcpy(&blk[j], &w, 4);
+      }
+      std::fill(g.begin(), g.end(), 0);
+      kernel(blk.data(), blk.size(), g.data());
+      std::fill(r.begin(), r.end(), 0);
+      for (size_t j = 0; j < blk.size(); ++j) {
+        float v = blk[j] + 0.0f;
+        r[2 * (std::isfinite(v) ? table_slot(ordered(v)) : 0) + (j & 1)]++;
+      }
+      if (fold_dropped)
+        for (auto* h : {&g, &r}) {
+          (*h)[0] += (*h)[1] + (*h)[top] + (*h)[top + 1];
+          (*h)[1] = (*h)[top] = (*h)[top + 1] = 0;
+        }
+      bad += g != r;
+    }
+    printf("  %s exhaustive over 2^32 patterns: %zu of 4096 blocks differ\n", name, bad);
+  };
   size_t fixups = 0;
   auto arith = [&](const float* xs, size_t cnt, int32_t* slots) {
     const __m512 c1 = _mm512_set1_ps(C1), c0 = _mm512_set1_ps(C0), half = _mm512_set1_ps(1.5f);
@@ -233,27 +263,7 @@ int main(int argc, char** argv) {
   });
   check("f32 arith512");
   printf("  (exact table slot for %.5f of the elements)\n", (double)fixups / n);
-  if (argc > 2) {  // exhaustive: every float32 pattern (non-finite ones in slot 0, as above)
-    size_t bad = 0;
-    std::vector<float> blk(1 << 20);
-    std::vector<int32_t> g(2 * (nb + 2)), r(2 * (nb + 2));
-    for (uint64_t b0 = 0; b0 < (1ull << 32); b0 += blk.size()) {
-      for (size_t j = 0; j < blk.size(); ++j) {
-        uint32_t w = (uint32_t)(b0 + j);
-        memcpy(&blk[j], &w, 4);
-      }
-      std::fill(g.begin(), g.end(), 0);
-      arith(blk.data(), blk.size(), g.data());
-      std::fill(r.begin(), r.end(), 0);
-      for (size_t j = 0; j < blk.size(); ++j) {
-        float v = blk[j] + 0.0f;
-        r[2 * (std::isfinite(v) ? table_slot(ordered(v)) : 0) + (j & 1)]++;
-      }
-      bad += g != r;
-    }
-    printf("  exhaustive over 2^32 patterns: %zu of 4096 blocks differ\n", bad);
-  }
-#endif
+  exhaustive("f32 arith512", arith, false);  // non-finite values in slot 0, as the table
 
   // What csrc/cpu/histogram_cpu.cpp ships for the default edges (f32_chunk_geo512), with its
   // statistics: t from the exponent and a quadratic log2 of the mantissa on 32 intervals
@@ -337,32 +347,9 @@ int main(int argc, char** argv) {
       geo(x.data(), nb2, got.data());
     });
     if (got != want) printf("  f32 geo512: counts differ\n");
-    if (argc > 2) {  // every float32 pattern; non-finite values may land in either dropped slot
-      size_t bad = 0;
-      std::vector<float> blk(1 << 20);
-      std::vector<int32_t> g(2 * (nb + 2)), r(2 * (nb + 2));
-      const int top = 2 * (nb - 1);  // slot nb - 1: above the last edge
-      for (uint64_t b0 = 0; b0 < (1ull << 32); b0 += blk.size()) {
-        for (size_t j = 0; j < blk.size(); ++j) {
-          uint32_t w = (uint32_t)(b0 + j);
-          memcpy(&blk[j], &w, 4);
-        }
-        std::fill(g.begin(), g.end(), 0);
-        geo(blk.data(), blk.size(), g.data());
-        std::fill(r.begin(), r.end(), 0);
-        for (size_t j = 0; j < blk.size(); ++j) {
-          float v = blk[j] + 0.0f;
-          r[2 * (std::isfinite(v) ? table_slot(ordered(v)) : 0) + (j & 1)]++;
-        }
-        for (auto* h : {&g, &r}) {
-          (*h)[0] += (*h)[1] + (*h)[top] + (*h)[top + 1];
-          (*h)[1] = (*h)[top] = (*h)[top + 1] = 0;
-        }
-        bad += g != r;
-      }
-      printf("  f32 geo512 exhaustive over 2^32 patterns: %zu of 4096 blocks differ\n", bad);
-    }
+    exhaustive("f32 geo512", geo, true);
   }
+#endif
 
   // Counting per top-K bits of the ordered float32 (K = 16..19): one increment per element;
   // patterns that straddle an edge start their counter at 2^30 (a sentinel read by the
