@@ -432,7 +432,7 @@ __attribute__((target("avx2,f16c"))) void f32_chunk_avx2(const T* x, int64_t beg
 // kGeoEps of an integer (about 0.1% of normal data: the values near an edge, the closed
 // last bin, every edge itself) takes the exact table slot (f32_slot) instead, so the
 // counts are the table's on every float32 bit pattern; tests check all 2^32 of them.
-// Non-finite lanes land in a dropped slot (0 or N + 1 + N) and are counted aside.
+// Non-finite lanes land in a dropped slot (0 or 2N + 1) and are counted aside.
 //
 // The slots of a block of kGeoBlock elements go to a buffer, and the counter increments
 // trail the SIMD work by kGeoLag elements: both kinds of work are then in flight at once
@@ -474,22 +474,19 @@ const GeoLog& geo_log() {
 // GCC 12 reports its own AVX-512 intrinsics' undefined-register idiom as maybe-uninitialized.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define TBF_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,f16c,fma")))
 template <typename T>
-__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,f16c,fma"))) inline __m512 load16(const T* x,
-                                                                                                  int64_t i);
+TBF_AVX512 inline __m512 load16(const T* x, int64_t i);
 template <>
-__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,f16c,fma"))) inline __m512 load16<float>(
-    const float* x, int64_t i) {
+TBF_AVX512 inline __m512 load16<float>(const float* x, int64_t i) {
   return _mm512_loadu_ps(x + i);
 }
 template <>
-__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,f16c,fma"))) inline __m512 load16<half_bits>(
-    const half_bits* x, int64_t i) {
+TBF_AVX512 inline __m512 load16<half_bits>(const half_bits* x, int64_t i) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
 }
 template <>
-__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,f16c,fma"))) inline __m512 load16<bf16_bits>(
-    const bf16_bits* x, int64_t i) {
+TBF_AVX512 inline __m512 load16<bf16_bits>(const bf16_bits* x, int64_t i) {
   __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
   return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
 }
@@ -497,9 +494,8 @@ __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,f16c,fma"))) inli
 // slots: the thread's counters (slot s at slots[2 s] and slots[2 s + 1]); num_edges: of
 // the default edges (2N + 1).
 template <typename T, bool kStats>
-__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,f16c,fma"))) void f32_chunk_geo512(
-    const T* x, int64_t begin, int64_t end, int32_t* slots, const uint64_t* tab, int64_t num_edges, Lanes& L,
-    ChunkStats& nf) {
+TBF_AVX512 void f32_chunk_geo512(const T* x, int64_t begin, int64_t end, int32_t* slots, const uint64_t* tab,
+                                 int64_t num_edges, Lanes& L, ChunkStats& nf) {
   const GeoLog& g = geo_log();
   const int N = (int)((num_edges - 1) / 2);
   const __m512 q0a = _mm512_load_ps(g.q0), q0b = _mm512_load_ps(g.q0 + 16);
@@ -593,6 +589,7 @@ __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,f16c,fma"))) void
   }
   f32_tail(x, i, begin, end, slots, tab, kStats, L, nf);
 }
+#undef TBF_AVX512
 #pragma GCC diagnostic pop
 
 // 4 elements as doubles, the values Load<T>::get gives (integers converted exactly, or
