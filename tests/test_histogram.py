@@ -570,6 +570,34 @@ def test_bfloat16_pattern_path_exact_deterministic_simd_and_scalar():
         assert again == runs[0], threads
 
 
+def test_bfloat16_pattern_path_groups_and_order_free():
+    # A call holds the pattern totals of at most 16 tensors at a time (csrc/cpu/
+    # histogram_cpu.cpp, kPatternTensorsPerGroup): 18 pattern tensors between small ones on
+    # other paths must each come out as in a call of their own. A pattern tensor's
+    # statistics depend on its values alone, so its reversal gives the same bits.
+    require_backend("histogram", "native")
+    rng = np.random.default_rng(3)
+    big = [(torch.from_numpy(rng.standard_normal((1 << 20) + 100_003 * k)) * (k + 1)).to(torch.bfloat16)
+           for k in range(18)]
+    big[5][::9] = float("nan")
+    small = [torch.from_numpy(rng.standard_normal(1000)).to(torch.bfloat16) for _ in range(3)]
+    tensors = [small[0]] + big[:9] + [small[1]] + big[9:] + [small[2]]
+
+    def key(r):
+        return r.numpy()[0].tolist(), r.numpy()[1].tolist(), repr(r.stats.tolist()), r.nonfinite.tolist()
+
+    for bins in ("tensorflow", 64, [-3.0, -0.5, 0.0, 0.25, 2.0]):
+        together = tbfast.histograms([(f"t{i}", t) for i, t in enumerate(tensors)], bins=bins, backend="native")
+        for i, t in enumerate(tensors):
+            alone = tbfast.histogram(t, bins=bins, backend="native")
+            assert key(together[f"t{i}"]) == key(alone), (bins, i)
+        for t in big[1:4]:
+            assert key(tbfast.histogram(t.flip(0).contiguous(), bins=bins, backend="native")) == key(
+                tbfast.histogram(t, bins=bins, backend="native")), bins
+    x64 = big[5].double().numpy()
+    assert tbfast.histogram(big[5], backend="native").nonfinite.tolist() == [int(np.isnan(x64).sum()), 0, 0]
+
+
 def test_int64_beyond_2_pow_53_rounds_like_a_cast():
     big = np.array([2 ** 53 + 1, 2 ** 53 + 3, 2 ** 63 - 1, -2 ** 63, -2 ** 53 - 1] * 3, dtype=np.int64)
     edges = [-9.3e18, -2.0 ** 53, 2.0 ** 53, 2.0 ** 53 + 2, 2.0 ** 53 + 4, 9.3e18]
