@@ -24,8 +24,7 @@
 // EPYC VM (idle): stores 0.26-0.29 ns, but 0.18 ns each when two go to one line; increments
 // 0.25 ns over 64 lines, 0.30 over 512. bfloat16: pattern32 0.228, pattern16 0.233 (its
 // loop 0.209: the adds take what the narrower counters save), wrap16 0.23-0.25, pair-hot 0.66-0.68
-// (its inner loop alone, without the fold and the cold path, 0.28: the 32 KiB pair table
-// costs ~2 cycles per increment). float16: pattern32 0.35-0.37, pattern16 0.32, wrap16
+// (half the increments, but into a 32 KiB table: 512 lines, see part 1). float16: pattern32 0.35-0.37, pattern16 0.32, wrap16
 // 0.26-0.27, pair-hot 0.69, against 0.30 for the shipped float32-kernel path. wrap16 on
 // float16 depends on the data: 0.26-0.27 for normal values, 0.36 for a heavy-tailed
 // ratio of normals and 0.42 for magnitudes log-uniform over 1e-7..1e2, where the counters
