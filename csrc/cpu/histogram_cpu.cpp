@@ -41,11 +41,11 @@
 //    and the statistics depend on the tensor's multiset of values alone: not on the
 //    chunking, the threads, the SIMD level or the other tensors of the call. A call holds
 //    the totals of at most kPatternTensorsPerGroup tensors at a time (512 KiB each):
-//    longer lists run in consecutive groups of tensors. Measured at 10^8 on 2 cores:
-//    bfloat16 11.5 ms (12.9 ms when each 2^20-element chunk was scanned on its own,
-//    17.4 ms on the slot-table path). float16 stays on the slot table: with 8x more
-//    patterns per binade its counters spill out of L1, and the pattern path measured
-//    20.4 ms against 18.5 ms.
+//    longer lists run in consecutive groups of tensors. Measured at 10^8 on one core:
+//    bfloat16 22.3-22.9 ms (24.6 ms when each 2^20-element chunk was scanned on its own;
+//    11.9-12.8 ms on 2 cores). float16 stays on the float32 kernel (0.30 ns per element
+//    and core on any data): with 8x more patterns per binade its counters spill out of L1
+//    (benchmarks/micro/pattern_counting.cpp).
 #include <algorithm>
 #include <climits>
 #include <cmath>
