@@ -35,6 +35,12 @@ def _rel(pattern):
     return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern)))
 
 
+def _headers():
+    """Every header under csrc: an in-place build (setup.py build_ext --inplace) rebuilds a
+    module when one of them is newer than it, not only when a source is."""
+    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "csrc", "**", "*.h"), recursive=True))
+
+
 def _find_nvcc():
     cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
     if cuda_home and os.path.exists(os.path.join(cuda_home, "bin", "nvcc")):
@@ -98,6 +104,7 @@ def extensions():
         Extension(
             "tbfast._C",
             sources=_rel("csrc/bindings/module.cpp") + _rel("csrc/bindings/cpu/*.cpp") + _rel("csrc/cpu/*.cpp"),
+            depends=_headers(),
             include_dirs=["csrc"],
             define_macros=[("TBFAST_MODULE_NAME", "_C")],
             extra_compile_args=CXX_FLAGS,
@@ -115,6 +122,7 @@ def extensions():
         ext = Extension(
             "tbfast._C_cuda",
             sources=_rel("csrc/bindings/module.cpp") + _rel("csrc/bindings/cuda/*.cpp") + _rel("csrc/cuda/*.cu"),
+            depends=_headers(),
             include_dirs=["csrc", os.path.join(home, "include")],
             define_macros=[("TBFAST_MODULE_NAME", "_C_cuda"), ("TBFAST_WITH_CUDA", "1")],
             library_dirs=libdirs,
