@@ -30,6 +30,16 @@ enum DType : int32_t {
   kNumDTypes = 13,
 };
 
+// Bytes per element of a valid DType code.
+TBF_HD int64_t dtype_bytes(int32_t d) {
+  switch (d) {
+    case kBool: case kUInt8: case kInt8: return 1;
+    case kInt16: case kFloat16: case kBFloat16: case kUInt16: return 2;
+    case kInt32: case kFloat32: case kUInt32: return 4;
+    default: return 8;
+  }
+}
+
 // Status codes every native entry point returns (0 = success). Exported to Python by
 // the module's constants(); tbfast/_native.py turns each into its exception.
 enum Status : int32_t {

@@ -101,7 +101,7 @@ def test_memory_and_thread_limits_never_abort(op):
         x = rng.standard_normal(1 << 21).astype(np.float32)
         labels = rng.random(1 << 20) > 0.5
         preds = rng.random(1 << 20).astype(np.float32)
-        imgs = torch.rand(16, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+        imgs = torch.rand(128, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # 6 MiB: 6 threads
         pix = (rng.random((512, 512, 3)) * 255).astype(np.uint8)
         f = {
             "histogram": lambda: np.asarray(tbfast.histogram(x).counts).tobytes(),
@@ -126,6 +126,44 @@ def test_memory_and_thread_limits_never_abort(op):
         assert f() == ref  # still fine afterwards
     """.replace("OP", repr(op)), timeout=180, env={"TBFAST_NUM_THREADS": "32"})
     assert "ok" in out
+
+
+def test_late_worker_threads_never_touch_a_finished_call():
+    """A kernel returns once every item has run, without waiting for worker threads that
+    start too late to take one (csrc/cpu/parallel.h): those exit without touching the
+    call's state. Four Python threads make 150 calls each of every CPU kernel, 16 threads
+    asked for, tensors sized for 8-16 of them and kernels of a few ms or less, so most
+    calls leave workers behind. Every result must be exact (bytes equal to the first
+    call's) and the process must not crash."""
+    out, _ = run_case(code="""
+        import threading
+        import numpy as np, torch, tbfast
+        rng = np.random.default_rng(1)
+        x = torch.from_numpy(rng.standard_normal(1 << 22).astype(np.float32))
+        xb = x.bfloat16()
+        labels = rng.random(1 << 21) > 0.5
+        preds = rng.random(1 << 21).astype(np.float32)
+        imgs = torch.rand(128, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+        ops = [
+            lambda: np.asarray(tbfast.histogram(x).counts).tobytes(),
+            lambda: repr(tbfast.histogram(xb, bins=50).stats.tolist()),
+            lambda: np.asarray(tbfast.pr_curve(labels, preds, 127).data).tobytes(),
+            lambda: np.asarray(tbfast.image_grid(imgs)).tobytes(),
+        ]
+        want = [f() for f in ops]
+        bad = []
+        def run(k):
+            for i in range(150):
+                j = (i + k) % len(ops)
+                if ops[j]() != want[j]:
+                    bad.append(j)
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print("bad", bad)
+        assert not bad
+    """, timeout=240, env={"TBFAST_NUM_THREADS": "16"})
+    assert "bad []" in out
 
 
 def test_huge_bin_counts_run_on_fewer_threads_or_raise_memory_error():

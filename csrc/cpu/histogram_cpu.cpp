@@ -1128,7 +1128,9 @@ void run_group(const HistogramParams& p, bool with_stats, bool with_counts) {
       pattern_tensors.push_back(t);
     }
   totals.counts.assign(pattern_tensors.size() * kPatterns, 0);
-  int nt = std::max(1, (int)p.num_threads);
+  double bytes = 0.0;
+  for (int64_t t = 0; t < p.num_tensors; ++t) bytes += (double)p.numels[t] * (double)dtype_bytes(p.dtypes[t]);
+  int nt = threads_for_work((int)p.num_threads, bytes, kMinBytesPerThread);
   if (nt > (int64_t)chunks.size()) nt = (int)std::max<int64_t>(1, (int64_t)chunks.size());
   // 2 * (num_bins + 2) int32 counters per thread: fewer threads for huge bin counts
   if (with_counts) nt = threads_for_scratch(nt, 8.0 * ((double)p.num_bins + 2.0));

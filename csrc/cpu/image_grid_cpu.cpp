@@ -175,6 +175,13 @@ bool valid(const ImageGridParams& p) {
          (p.out_channels == p.channels || (p.channels == 1 && p.out_channels == 3));
 }
 
+// Threads for a pass over every input pixel.
+int threads(const ImageGridParams& p) {
+  const double bytes = (double)p.num_images * (double)p.channels * (double)p.height * (double)p.width *
+                       (double)dtype_bytes(p.dtype);
+  return threads_for_work((int)p.num_threads, bytes, kMinBytesPerThread);
+}
+
 }  // namespace
 
 int image_ranges_cpu(const ImageGridParams& p) {
@@ -182,7 +189,7 @@ int image_ranges_cpu(const ImageGridParams& p) {
   const int64_t blocks = (p.height + kRowsPerItem - 1) / kRowsPerItem;
   const int64_t items = p.num_images * blocks;
   std::vector<double> mn(items), mx(items);
-  parallel_items(items, std::max(1, (int)p.num_threads), [&](int64_t i, int) {
+  parallel_items(items, threads(p), [&](int64_t i, int) {
     int64_t k = i / blocks, b = i % blocks;
     int64_t y0 = b * kRowsPerItem, y1 = std::min(p.height, y0 + kRowsPerItem);
     TBF_DTYPE_SWITCH(p.dtype, scalar_t, range_block<scalar_t>(p, k, y0, y1, &mn[i], &mx[i]));
@@ -203,7 +210,7 @@ int image_grid_cpu(const ImageGridParams& p) {
   if (!valid(p)) return 1;
   const NormArgs global = make_norm(p.lo, p.hi);
   const int64_t items = (p.out_height + kRowsPerItem - 1) / kRowsPerItem;
-  parallel_items(items, std::max(1, (int)p.num_threads), [&](int64_t i, int) {
+  parallel_items(items, threads(p), [&](int64_t i, int) {
     int64_t r0 = i * kRowsPerItem, r1 = std::min(p.out_height, r0 + kRowsPerItem);
     TBF_DTYPE_SWITCH(p.dtype, scalar_t, grid_block<scalar_t>(p, r0, r1, global));
   });

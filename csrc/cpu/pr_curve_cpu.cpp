@@ -856,7 +856,8 @@ template <typename P, typename L, bool W>
 void run_typed(const PRCurveParams& p, const Ctx& k) {
   const int64_t n_blocks = (p.num_rows + kPRBlockRows - 1) / kPRBlockRows;
   const int64_t cells = k.C * k.T * 2;
-  int nt = std::max(1, (int)p.num_threads);
+  int nt = threads_for_work((int)p.num_threads, (double)p.num_rows * (double)k.C * (double)sizeof(P),
+                            kMinBytesPerThread);
   if (nt > n_blocks) nt = (int)std::max<int64_t>(1, n_blocks);
   const bool fast = !W && k.C == 1 && p.prob_mode == kProbabilities && p.label_mode == kLabelMatrix;
   const bool classes = !W && !fast && p.prob_mode == kProbabilities;
