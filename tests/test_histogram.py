@@ -318,8 +318,9 @@ def test_requires_grad_and_views_are_fine(backend, device):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
 def test_deterministic_across_thread_counts(monkeypatch, dtype):
     # every CPU path: the double lanes, the float32 family's 16 lanes (AVX-512 default-edges
-    # kernel included), the bfloat16 pattern path (>= 2^20 elements)
-    x = torch.from_numpy(np.random.default_rng(5).standard_normal(1_100_003) * 1e3).to(dtype)
+    # kernel included), the bfloat16 pattern path (>= 2^20 elements); >= 3 MiB for every
+    # dtype, since the kernel starts a thread per MiB of input at most
+    x = torch.from_numpy(np.random.default_rng(5).standard_normal(1_600_003) * 1e3).to(dtype)
     out = []
     for n in ("1", "2", "3"):
         monkeypatch.setenv("TBFAST_NUM_THREADS", n)
