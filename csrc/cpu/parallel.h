@@ -12,6 +12,8 @@
 //    turns it into a Status).
 #pragma once
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -60,6 +62,29 @@ struct ItemQueue {
   std::atomic<int> busy{0};      // threads between announcing a claim and finishing its item
   std::mutex error_lock;
   std::exception_ptr error;      // the first exception an item threw
+  std::mutex idle_lock;          // with idle: the caller sleeps until busy drops to 0
+  std::condition_variable idle;
+
+  void leave() noexcept {
+    if (busy.fetch_sub(1) == 1) {  // taken under the lock, so the caller cannot miss it
+      std::lock_guard<std::mutex> g(idle_lock);
+      idle.notify_all();
+    }
+  }
+
+  // Until no thread is inside an item: a short spin (an item is typically tens of
+  // microseconds), then sleep.
+  void wait_idle() {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (busy.load() != 0) {
+      if (std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(200)) {
+        std::unique_lock<std::mutex> l(idle_lock);
+        idle.wait(l, [this] { return busy.load() == 0; });
+        return;
+      }
+      std::this_thread::yield();
+    }
+  }
 
   // Runs items until none is left. fn is touched only after a successful claim, while busy
   // counts this thread, so a worker that starts after the caller returned never reaches it.
@@ -69,7 +94,7 @@ struct ItemQueue {
       busy.fetch_add(1);  // before the claim: see parallel_items
       const int64_t i = next.fetch_add(1);
       if (i >= num_items) {
-        busy.fetch_sub(1);
+        leave();
         return;
       }
       try {
@@ -79,7 +104,7 @@ struct ItemQueue {
         if (!error) error = std::current_exception();
         next.store(num_items);  // the others stop taking items
       }
-      busy.fetch_sub(1);
+      leave();
     }
   }
 };
@@ -114,7 +139,7 @@ void parallel_items(int64_t num_items, int num_threads, F&& fn) {
     // that started; the calling thread takes whatever they leave.
   }
   q->drain(num_items, f, 0);
-  while (q->busy.load() != 0) std::this_thread::yield();
+  q->wait_idle();
   if (q->error) std::rethrow_exception(q->error);
 }
 
