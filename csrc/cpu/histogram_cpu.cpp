@@ -51,6 +51,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -102,11 +104,14 @@ struct Scratch {
 };
 
 // The pattern tensors' int64 totals: tensor t's kPatterns counters start at
-// counts[index[t] * kPatterns] (index -1: not a pattern tensor).
+// counts[index[t] * kPatterns] (index -1: not a pattern tensor). They are not zeroed up
+// front: a tensor's first flush writes all of them, later flushes add.
 struct PatternTotals {
   std::vector<int64_t> index;
-  std::vector<int64_t> counts;
-  int64_t* of(int64_t t) { return counts.data() + index[t] * kPatterns; }
+  std::unique_ptr<int64_t[]> counts;
+  std::vector<char> written;  // per pattern tensor: a flush has written its totals
+  std::mutex lock;            // held by a flush (one pass over one thread's counters)
+  int64_t* of(int64_t t) { return counts.get() + index[t] * kPatterns; }
 };
 
 bool pattern_path(const HistogramParams& p, int64_t t) {
@@ -1021,21 +1026,26 @@ void pattern_finish(const HistogramParams& p, int64_t t, const int64_t* pc, bool
   }
 }
 
-// Adds the thread's pattern counters into their tensor's totals (integer atomics: other
-// threads add into the same totals) and zeroes them.
+// Moves the thread's pattern counters into their tensor's totals (written by the tensor's
+// first flush, added to by later ones, under the totals' lock) and zeroes them.
 void flush_patterns(Scratch& sc, PatternTotals& totals) {
   if (sc.ptensor < 0) return;
-  int64_t* tot = totals.of(sc.ptensor);
   int32_t* pc = sc.patterns.data();
+  std::lock_guard<std::mutex> g(totals.lock);
+  int64_t* tot = totals.of(sc.ptensor);
+  char& written = totals.written[totals.index[sc.ptensor]];
   for (int64_t q = 0; q < kPatterns; q += 8) {
     uint64_t w[4];
     memcpy(w, pc + q, sizeof w);
-    if (!(w[0] | w[1] | w[2] | w[3])) continue;
-    for (int64_t r = q; r < q + 8; ++r) {
-      if (pc[r]) __atomic_fetch_add(&tot[r], (int64_t)pc[r], __ATOMIC_RELAXED);
-      pc[r] = 0;
+    const bool any = w[0] | w[1] | w[2] | w[3];
+    if (!written) {
+      for (int64_t r = q; r < q + 8; ++r) tot[r] = pc[r];
+    } else if (any) {
+      for (int64_t r = q; r < q + 8; ++r) tot[r] += pc[r];
     }
+    if (any) memset(pc + q, 0, 8 * sizeof(int32_t));
   }
+  written = 1;
   sc.ptensor = -1;
   sc.ppending = 0;
 }
@@ -1127,7 +1137,8 @@ void run_group(const HistogramParams& p, bool with_stats, bool with_counts) {
       totals.index[t] = (int64_t)pattern_tensors.size();
       pattern_tensors.push_back(t);
     }
-  totals.counts.assign(pattern_tensors.size() * kPatterns, 0);
+  totals.counts.reset(new int64_t[pattern_tensors.size() * kPatterns]);
+  totals.written.assign(pattern_tensors.size(), 0);
   double bytes = 0.0;
   for (int64_t t = 0; t < p.num_tensors; ++t) bytes += (double)p.numels[t] * (double)dtype_bytes(p.dtypes[t]);
   int nt = threads_for_work((int)p.num_threads, bytes, kMinBytesPerThread);
@@ -1151,6 +1162,7 @@ void run_group(const HistogramParams& p, bool with_stats, bool with_counts) {
   if (with_stats) reduce_stats(p, chunks, cs);
   parallel_items((int64_t)pattern_tensors.size(), nt, [&](int64_t i, int) {
     const int64_t t = pattern_tensors[i];
+    if (!totals.written[i]) return;  // cannot happen: every pattern tensor has a chunk
     if (q.dtypes[t] == kBFloat16)
       pattern_finish<bf16_bits>(q, t, totals.of(t), with_stats);
     else
