@@ -85,7 +85,7 @@ def vmsize():
 # --- native code: no abort ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("op", ["histogram", "pr_curve", "image_grid", "png"])
+@pytest.mark.parametrize("op", ["histogram", "histogram_bf16", "pr_curve", "image_grid", "png"])
 def test_memory_and_thread_limits_never_abort(op):
     """Address-space limits from far below to above what is mapped, with 32 threads asked
     for: the kernel either gives the exact result (fewer threads when some cannot start)
@@ -99,12 +99,15 @@ def test_memory_and_thread_limits_never_abort(op):
         import numpy as np, torch, tbfast
         rng = np.random.default_rng(0)
         x = rng.standard_normal(1 << 21).astype(np.float32)
+        xb = torch.from_numpy(x).bfloat16()  # the pattern path (per-thread pattern counters)
         labels = rng.random(1 << 20) > 0.5
         preds = rng.random(1 << 20).astype(np.float32)
         imgs = torch.rand(128, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # 6 MiB: 6 threads
         pix = (rng.random((512, 512, 3)) * 255).astype(np.uint8)
         f = {
             "histogram": lambda: np.asarray(tbfast.histogram(x).counts).tobytes(),
+            "histogram_bf16": lambda: np.asarray(tbfast.histogram(xb).counts).tobytes() + repr(
+                tbfast.histogram(xb).stats.tolist()).encode(),
             "pr_curve": lambda: np.asarray(tbfast.pr_curve(labels, preds, 127).data).tobytes(),
             "image_grid": lambda: np.asarray(tbfast.image_grid(imgs)).tobytes(),
             "png": lambda: tbfast.encode_png(pix),

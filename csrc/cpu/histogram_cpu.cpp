@@ -1054,7 +1054,6 @@ void flush_patterns(Scratch& sc, PatternTotals& totals) {
 template <typename T>
 void pattern_chunk(const T* x, const Chunk& c, Scratch& sc, PatternTotals& totals) {
   static_assert(sizeof(T) == 2, "16-bit floats only");
-  if (sc.patterns.empty()) sc.patterns.assign(kPatterns, 0);
   if (sc.ptensor != c.tensor || sc.ppending + (c.end - c.begin) > (int64_t)INT32_MAX) flush_patterns(sc, totals);
   sc.ptensor = c.tensor;
   sc.ppending += c.end - c.begin;
@@ -1148,6 +1147,8 @@ void run_group(const HistogramParams& p, bool with_stats, bool with_counts) {
   std::vector<Scratch> scratch(nt);
   if (with_counts)
     for (auto& s : scratch) s.slots.assign(2 * (p.num_bins + 2), 0);
+  if (!pattern_tensors.empty())  // allocated here: workers allocate nothing (cpu/parallel.h)
+    for (auto& s : scratch) s.patterns.assign(kPatterns, 0);
   HistogramParams q = p;
   if (!with_counts) q.counts = nullptr;
   parallel_items((int64_t)chunks.size(), nt, [&](int64_t i, int tid) {
