@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -27,16 +28,20 @@ namespace tbfast {
 // stays under this many bytes in total: kernels run fewer threads rather than more memory.
 constexpr double kScratchBudgetBytes = 256.0 * (1 << 20);
 
+// floor(fit) threads, at least 1 and at most num_threads.
+inline int threads_that_fit(int num_threads, double fit) {
+  if (num_threads < 1) num_threads = 1;
+  if (!(fit >= 1.0)) return 1;
+  return fit < (double)num_threads ? (int)fit : num_threads;
+}
+
 // Threads (at most num_threads, at least 1) whose private scratch of bytes_per_thread
 // each fits kScratchBudgetBytes. One thread is always allowed: its scratch is needed
 // whatever the thread count, and if even that cannot be allocated the kernel's
 // std::bad_alloc becomes kOutOfMemory.
 inline int threads_for_scratch(int num_threads, double bytes_per_thread) {
-  if (num_threads < 1) num_threads = 1;
-  if (bytes_per_thread <= 0) return num_threads;
-  double fit = kScratchBudgetBytes / bytes_per_thread;
-  if (fit < 1.0) return 1;
-  return fit < (double)num_threads ? (int)fit : num_threads;
+  return threads_that_fit(num_threads, bytes_per_thread > 0 ? kScratchBudgetBytes / bytes_per_thread
+                                                            : std::numeric_limits<double>::infinity());
 }
 
 // Input bytes that make a second thread worth starting in the streaming kernels
@@ -50,10 +55,7 @@ constexpr double kMinBytesPerThread = 1 << 20;
 // Threads (at most num_threads, at least 1) such that each gets at least min_per_thread of
 // work units.
 inline int threads_for_work(int num_threads, double work, double min_per_thread) {
-  if (num_threads < 1) num_threads = 1;
-  const double fit = work / min_per_thread;
-  if (fit < 2.0) return 1;
-  return fit < (double)num_threads ? (int)fit : num_threads;
+  return threads_that_fit(num_threads, work / min_per_thread);
 }
 
 // State shared by parallel_items and its workers (kept alive by whichever leaves last).
