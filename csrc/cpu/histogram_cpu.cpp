@@ -94,14 +94,28 @@ struct ChunkStats {
 // branches on the range. Bin b lives in slot b + 1. Each slot has two interleaved
 // counters (even and odd elements) so that runs of equal bins do not serialise on one
 // memory location. Counters are int32 (half the cache footprint); flushed every chunk.
+// Which tensor's counts a set of per-thread int32 counters holds, and how many elements
+// they took since their last flush.
+struct Held {
+  int64_t tensor = -1;  // -1: none
+  int64_t pending = 0;
+};
+
 struct Scratch {
   std::vector<int32_t> slots;
   std::vector<int32_t> patterns;  // pattern path: kPatterns counters
-  int64_t tensor = -1;   // the tensor whose counts the slots hold (-1: none)
-  int64_t pending = 0;   // elements counted into the slots since their last flush
-  int64_t ptensor = -1;  // the same two for the pattern counters
-  int64_t ppending = 0;
+  Held slots_held, patterns_held;
 };
+
+// Before counting chunk c into counters: they must hold c's tensor, and room for c's
+// elements in int32, else flush_them() empties them first (and resets held). Consecutive
+// chunks of one tensor (the common case: threads take chunks in order) share one flush.
+template <typename Flush>
+void hold(Held& held, const Chunk& c, Flush flush_them) {
+  if (held.tensor != c.tensor || held.pending + (c.end - c.begin) > (int64_t)INT32_MAX) flush_them();
+  held.tensor = c.tensor;
+  held.pending += c.end - c.begin;
+}
 
 // The pattern tensors' int64 totals: tensor t's kPatterns counters start at
 // counts[index[t] * kPatterns] (index -1: not a pattern tensor). They are not zeroed up
@@ -897,8 +911,8 @@ constexpr bool kIsF32Family = std::is_same<T, float>::value || std::is_same<T, h
 // Adds the thread's slots into its tensor's row (integer atomics: another thread may
 // flush into the same row) and zeroes them.
 void flush(Scratch& sc, const HistogramParams& p) {
-  if (sc.tensor < 0) return;
-  int64_t* row = p.counts + sc.tensor * p.num_bins;
+  if (sc.slots_held.tensor < 0) return;
+  int64_t* row = p.counts + sc.slots_held.tensor * p.num_bins;
   const int64_t num_bins = p.num_bins;
   int32_t* slots = sc.slots.data() + 2;  // skip slot 0
   for (int64_t b = 0; b < num_bins; ++b) {
@@ -909,17 +923,12 @@ void flush(Scratch& sc, const HistogramParams& p) {
     }
   }
   sc.slots[0] = sc.slots[1] = sc.slots[2 * (num_bins + 1)] = sc.slots[2 * (num_bins + 1) + 1] = 0;
-  sc.tensor = -1;
-  sc.pending = 0;
+  sc.slots_held = Held();
 }
 
-// Before counting chunk c into the thread's slots: they must hold c's tensor, and room for
-// c's elements in int32. Consecutive chunks of one tensor (the common case: threads take
-// chunks in order) share one flush, so the shared row sees few atomics.
+// Before counting chunk c into the thread's slots (see hold: the shared row sees few atomics).
 void claim(Scratch& sc, const HistogramParams& p, const Chunk& c) {
-  if (sc.tensor != c.tensor || sc.pending + (c.end - c.begin) > (int64_t)INT32_MAX) flush(sc, p);
-  sc.tensor = c.tensor;
-  sc.pending += c.end - c.begin;
+  hold(sc.slots_held, c, [&] { flush(sc, p); });
 }
 
 void reduce_stats(const HistogramParams& p, const std::vector<Chunk>& chunks, const std::vector<ChunkStats>& cs) {
@@ -1029,11 +1038,12 @@ void pattern_finish(const HistogramParams& p, int64_t t, const int64_t* pc, bool
 // Moves the thread's pattern counters into their tensor's totals (written by the tensor's
 // first flush, added to by later ones, under the totals' lock) and zeroes them.
 void flush_patterns(Scratch& sc, PatternTotals& totals) {
-  if (sc.ptensor < 0) return;
+  const int64_t t = sc.patterns_held.tensor;
+  if (t < 0) return;
   int32_t* pc = sc.patterns.data();
   std::lock_guard<std::mutex> g(totals.lock);
-  int64_t* tot = totals.of(sc.ptensor);
-  char& written = totals.written[totals.index[sc.ptensor]];
+  int64_t* tot = totals.of(t);
+  char& written = totals.written[totals.index[t]];
   for (int64_t q = 0; q < kPatterns; q += 8) {
     uint64_t w[4];
     memcpy(w, pc + q, sizeof w);
@@ -1046,17 +1056,14 @@ void flush_patterns(Scratch& sc, PatternTotals& totals) {
     if (any) memset(pc + q, 0, 8 * sizeof(int32_t));
   }
   written = 1;
-  sc.ptensor = -1;
-  sc.ppending = 0;
+  sc.patterns_held = Held();
 }
 
-// Counts chunk c per pattern into the thread's counters (see claim for the flushes).
+// Counts chunk c per pattern into the thread's counters (see hold for the flushes).
 template <typename T>
 void pattern_chunk(const T* x, const Chunk& c, Scratch& sc, PatternTotals& totals) {
   static_assert(sizeof(T) == 2, "16-bit floats only");
-  if (sc.ptensor != c.tensor || sc.ppending + (c.end - c.begin) > (int64_t)INT32_MAX) flush_patterns(sc, totals);
-  sc.ptensor = c.tensor;
-  sc.ppending += c.end - c.begin;
+  hold(sc.patterns_held, c, [&] { flush_patterns(sc, totals); });
   int32_t* pc = sc.patterns.data();
   const uint16_t* h = reinterpret_cast<const uint16_t*>(x);
   int64_t i = c.begin;
