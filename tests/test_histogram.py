@@ -424,11 +424,25 @@ e = E
 special = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, -2.2250738585072014e-308,
            2.2250738585072009e-308, 1e-320, -1e-310, 1e-12, -1e-12, 1e20, -1e20, 1e300, -1e300,
            np.inf, -np.inf, np.nan, -np.nan]
+# the AVX-512 kernel computes slots from the exponent and the top 23 mantissa bits: values
+# near each edge at the scales of its error window (~1e-4 in log_1.1) and of that truncation
+near = np.concatenate([e * (1 + d) for d in (1e-15, -1e-15, 1e-9, -1e-9, 1.1e-7, -1.1e-7, 2e-6, -2e-6, 1e-5, -1e-5,
+                                            4e-5, -4e-5, 1e-4, -1e-4)])
+f32_cut = e.astype(np.float32).astype(np.float64)  # the truncation's neighbours of each edge
+f32_cut = np.concatenate([f32_cut, np.nextafter(f32_cut.astype(np.float32), np.float32(np.inf)).astype(np.float64),
+                          np.nextafter(f32_cut.astype(np.float32), np.float32(-np.inf)).astype(np.float64)])
+rng2 = np.random.default_rng(14)  # rng's stream stays as the integer cases below were written for
+any_bits = rng2.integers(0, 0x7E00 << 48, 4000, dtype=np.int64).view(np.float64) * rng2.choice([-1.0, 1.0], 4000)
+log_uniform = 10.0 ** rng2.uniform(-15, 23, 4000) * rng2.choice([-1.0, 1.0], 4000)
 f64_vals = np.concatenate([e, np.nextafter(e, np.inf), np.nextafter(e, -np.inf), special, rng.standard_normal(500)])
+more_vals = np.concatenate([f64_vals, near, f32_cut, any_bits, log_uniform, [8e307, -8e307]])
 for n in (1, 7, 8, 9, 65543, 300001):
     x = tiled(f64_vals, n)
     run(torch.from_numpy(x), ("tensorflow", CUSTOM) + ((37,) if np.isfinite(x).any() else ()))
     run(torch.from_numpy(np.where(np.isfinite(x), x, 1.0) * 1e-3), (37,))
+for n in (16, 17, 33, more_vals.size):  # every value, in steps of 16 and with tails
+    x = more_vals[rng2.permutation(more_vals.size)[:n]]
+    run(torch.from_numpy(x), ("tensorflow",))
 run(torch.tensor([-0.0, 0.0, -0.0, 0.0, 0.0, -0.0, -0.0, 0.0, 0.0, -0.0, 0.0], dtype=torch.float64), ("tensorflow",))
 run(torch.tensor([0.0, -0.0] * 9, dtype=torch.float64), ("tensorflow",))
 int_extremes = {

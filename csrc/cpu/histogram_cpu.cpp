@@ -22,6 +22,10 @@
 //  * float32 / float16 / bfloat16 with edges whose float32 lookup is valid (the default
 //    edges): statistics in 16 fixed lanes and an integer-only bucket: ordered bits -> one
 //    table load -> one compare.
+//  * every other dtype (float64, integers, bool) with TensorBoard's default edges on an
+//    AVX-512 CPU: the same computed slot, from the double's exponent and top 23 mantissa
+//    bits, exact f64 table slot near an edge (d_chunk_geo512), statistics in 8 double
+//    lanes. 0.42-0.46 ns per element and core, against 0.75-0.89 for the table loop below.
 //  * every other dtype (float64, integers, bool) and the float32 family when its table
 //    cannot take the edges: values converted to double exactly as Load<T> does (AVX2
 //    int -> double conversions that round like a cast), statistics in 8 double lanes, and
@@ -801,6 +805,196 @@ __attribute__((target("avx2,f16c"))) void d_chunk_avx2(const T* x, int64_t begin
   }
 }
 
+// --------------------------------------------------------------------------------------
+// AVX-512, TensorBoard's default edges, every dtype of the double path (float64 and the
+// integers): the slot computed as f32_chunk_geo512 computes it, statistics in the 8 double
+// lanes of d_chunk_scalar. 16 elements per step, as two vectors of 8 doubles (the values
+// Load<T>::get gives). The float32 arithmetic takes the double's exponent (clamped to the
+// float32 range: beyond it t lies far outside [-1, N - 1]) and the top 23 bits of its
+// mantissa, so the t computed for a double x is exactly the one computed for the float32
+// x_f that x truncates to. Over all float32 x_f with t in [-3, 780], |t - log_1.1(x_f /
+// 1e-12)| <= 9.7e-5 (measured on every pattern), and truncation moves log_1.1 by at most
+// log_1.1(1 + 2^-23) = 1.3e-6: so t is within kGeoEps of log_1.1(x / 1e-12), and a lane
+// that is not near an integer has the right floor. Near lanes take the exact f64 table
+// slot, non-finite lanes land in a dropped slot and are counted aside. Measured on a Zen 5
+// core, one thread, 10^7 elements: float64 0.76 -> 0.46 ns per element, int32 0.75 -> 0.42,
+// int64 0.89 -> 0.42 (d_chunk_avx2 -> this). The non-finite test is one mask for all 16
+// lanes with one branch: a branch per vector of 8 cost float64 0.15 ns per element.
+#define TBF_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,f16c,fma")))
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+template <typename T>
+TBF_AVX512 inline __m512d load8d(const T* x, int64_t i);
+template <>
+TBF_AVX512 inline __m512d load8d<double>(const double* x, int64_t i) {
+  return _mm512_loadu_pd(x + i);
+}
+template <>
+TBF_AVX512 inline __m512d load8d<float>(const float* x, int64_t i) {
+  return _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+}
+template <>
+TBF_AVX512 inline __m512d load8d<half_bits>(const half_bits* x, int64_t i) {
+  return _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+}
+template <>
+TBF_AVX512 inline __m512d load8d<bf16_bits>(const bf16_bits* x, int64_t i) {
+  __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+  return _mm512_cvtps_pd(_mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+}
+template <>
+TBF_AVX512 inline __m512d load8d<int32_t>(const int32_t* x, int64_t i) {
+  return _mm512_cvtepi32_pd(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
+}
+template <>
+TBF_AVX512 inline __m512d load8d<uint32_t>(const uint32_t* x, int64_t i) {
+  return _mm512_cvtepu32_pd(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
+}
+template <>
+TBF_AVX512 inline __m512d load8d<int64_t>(const int64_t* x, int64_t i) {  // rounds to nearest, as a cast
+  return _mm512_cvtepi64_pd(_mm512_loadu_si512(x + i));
+}
+template <>
+TBF_AVX512 inline __m512d load8d<uint64_t>(const uint64_t* x, int64_t i) {
+  return _mm512_cvtepu64_pd(_mm512_loadu_si512(x + i));
+}
+template <>
+TBF_AVX512 inline __m512d load8d<int16_t>(const int16_t* x, int64_t i) {
+  return _mm512_cvtepi32_pd(_mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+}
+template <>
+TBF_AVX512 inline __m512d load8d<uint16_t>(const uint16_t* x, int64_t i) {
+  return _mm512_cvtepi32_pd(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+}
+template <>
+TBF_AVX512 inline __m512d load8d<int8_t>(const int8_t* x, int64_t i) {
+  return _mm512_cvtepi32_pd(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i))));
+}
+template <>
+TBF_AVX512 inline __m512d load8d<uint8_t>(const uint8_t* x, int64_t i) {
+  return _mm512_cvtepi32_pd(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i))));
+}
+template <>
+TBF_AVX512 inline __m512d load8d<bool>(const bool* x, int64_t i) {  // any non-zero byte is true (Load<bool>)
+  __m128i b = _mm_min_epu8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i)), _mm_set1_epi8(1));
+  return _mm512_cvtepi32_pd(_mm256_cvtepu8_epi32(b));
+}
+
+// slots: the thread's counters (slot s at slots[2 s] and slots[2 s + 1]); tab: the f64
+// table; num_edges: of the default edges (2N + 1).
+template <typename T, bool kStats>
+TBF_AVX512 void d_chunk_geo512(const T* x, int64_t begin, int64_t end, int32_t* slots, const uint64_t* tab,
+                               int64_t num_edges, DLanes& L, ChunkStats& nf) {
+  const GeoLog& g = geo_log();
+  const int N = (int)((num_edges - 1) / 2);
+  const __m512 q0a = _mm512_load_ps(g.q0), q0b = _mm512_load_ps(g.q0 + 16);
+  const __m512 q1a = _mm512_load_ps(g.q1), q1b = _mm512_load_ps(g.q1 + 16);
+  const __m512 q2a = _mm512_load_ps(g.q2), q2b = _mm512_load_ps(g.q2 + 16);
+  const __m512 c1 = _mm512_set1_ps(g.c1), c0 = _mm512_set1_ps(g.c0), eps = _mm512_set1_ps(kGeoEps);
+  const __m512i kmin = _mm512_set1_epi32(-1), kmax = _mm512_set1_epi32(N - 1);
+  const __m512i posb = _mm512_set1_epi32(2 * (N + 2)), negb = _mm512_set1_epi32(2 * (N - 1));
+  const __m512i mantm = _mm512_set1_epi32(0x007FFFFF), one = _mm512_set1_epi32(0x3F800000);
+  const __m512i absm = _mm512_set1_epi64(0x7FFFFFFFFFFFFFFFll), expm = _mm512_set1_epi64(0x7FF0000000000000ll);
+  // double exponent field -> float32 field (1023 - 127 = 896), clamped to [0, 254]
+  const __m512i ebias = _mm512_set1_epi64(896), elo = _mm512_setzero_si512(), ehi = _mm512_set1_epi64(254);
+  const __m512d zero = _mm512_setzero_pd(), inf = _mm512_set1_pd(kInf), ninf = _mm512_set1_pd(-kInf);
+  __m512d mn = _mm512_loadu_pd(L.mn), mx = _mm512_loadu_pd(L.mx);
+  __m512d s = _mm512_loadu_pd(L.s), q = _mm512_loadu_pd(L.q);
+  alignas(64) int32_t idx[kGeoBlock];
+  int32_t* odd = slots + 1;
+  int64_t i = begin;
+  while (i + kF32Lanes <= end) {
+    const int B = (int)std::min<int64_t>(kGeoBlock, (end - i) / kF32Lanes * kF32Lanes);
+    const T* xb = x + i;
+    for (int k = 0; k < B; k += kF32Lanes) {
+      __m512d v0 = load8d<T>(xb, k), v1 = load8d<T>(xb, k + 8);
+      __m512i b0 = _mm512_castpd_si512(_mm512_add_pd(v0, zero)), b1 = _mm512_castpd_si512(_mm512_add_pd(v1, zero));
+      __m512i a[2] = {_mm512_and_si512(b0, absm), _mm512_and_si512(b1, absm)};  // -0.0 -> +0.0 above
+      const __mmask16 neg = (__mmask16)(_mm512_movepi64_mask(b0) | ((unsigned)_mm512_movepi64_mask(b1) << 8));
+      __mmask16 nonfin = 0;
+      if constexpr (kMayBeNonFinite<T>)
+        nonfin = (__mmask16)(_mm512_cmpeq_epi64_mask(_mm512_and_si512(a[0], expm), expm) |
+                             ((unsigned)_mm512_cmpeq_epi64_mask(_mm512_and_si512(a[1], expm), expm) << 8));
+      if (__builtin_expect(nonfin != 0, 0)) {
+        alignas(64) double tmp[16];
+        _mm512_store_pd(tmp, v0);
+        _mm512_store_pd(tmp + 8, v1);
+        for (int j = 0; j < 16; ++j)
+          if (nonfin >> j & 1) count_nonfinite(tmp[j], nf);
+        if (kStats) {  // non-finite lanes: +0.0 for the sums, +-inf for the minimum and maximum
+          const __mmask8 f0 = (__mmask8)nonfin, f1 = (__mmask8)(nonfin >> 8);
+          mn = _mm512_min_pd(_mm512_mask_mov_pd(v1, f1, inf), _mm512_min_pd(_mm512_mask_mov_pd(v0, f0, inf), mn));
+          mx = _mm512_max_pd(_mm512_mask_mov_pd(v1, f1, ninf), _mm512_max_pd(_mm512_mask_mov_pd(v0, f0, ninf), mx));
+          v0 = _mm512_maskz_mov_pd((__mmask8)~f0, v0);
+          v1 = _mm512_maskz_mov_pd((__mmask8)~f1, v1);
+        }
+      } else if (kStats) {
+        mn = _mm512_min_pd(v1, _mm512_min_pd(v0, mn));
+        mx = _mm512_max_pd(v1, _mm512_max_pd(v0, mx));
+      }
+      if (kStats) {  // lane j takes elements begin + 8k + j in order, as in d_one
+        s = _mm512_add_pd(_mm512_add_pd(s, v0), v1);
+        q = _mm512_add_pd(_mm512_add_pd(q, _mm512_mul_pd(v0, v0)), _mm512_mul_pd(v1, v1));
+      }
+      __m512i e64[2], m64[2];
+      for (int h = 0; h < 2; ++h) {
+        e64[h] = _mm512_min_epi64(_mm512_max_epi64(_mm512_sub_epi64(_mm512_srli_epi64(a[h], 52), ebias), elo), ehi);
+        m64[h] = _mm512_srli_epi64(a[h], 29);  // the top 23 mantissa bits (and exponent bits above them)
+      }
+      __m512i e = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(e64[0])),
+                                     _mm512_cvtepi64_epi32(e64[1]), 1);
+      __m512i mt = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(m64[0])),
+                                                       _mm512_cvtepi64_epi32(m64[1]), 1),
+                                    mantm);
+      __m512 m = _mm512_castsi512_ps(_mm512_or_si512(mt, one));
+      __m512i j5 = _mm512_srli_epi32(mt, 18);  // the permutes read its low 5 bits: the interval
+      __m512 l2 = _mm512_fmadd_ps(
+          _mm512_fmadd_ps(_mm512_permutex2var_ps(q2a, j5, q2b), m, _mm512_permutex2var_ps(q1a, j5, q1b)), m,
+          _mm512_permutex2var_ps(q0a, j5, q0b));
+      __m512 t = _mm512_fmadd_ps(_mm512_add_ps(_mm512_cvtepi32_ps(e), l2), c1, c0);
+      __m512i hi = _mm512_cvt_roundps_epi32(_mm512_add_ps(t, eps), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+      __m512i lo = _mm512_cvt_roundps_epi32(_mm512_sub_ps(t, eps), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+      __mmask16 near = _mm512_cmpneq_epi32_mask(hi, lo) & (__mmask16)~nonfin;  // non-finite: t > N, dropped
+      __m512i k2 = _mm512_min_epi32(_mm512_max_epi32(lo, kmin), kmax);
+      k2 = _mm512_add_epi32(k2, k2);
+      __m512i slot2 = _mm512_mask_sub_epi32(_mm512_add_epi32(posb, k2), neg, negb, k2);
+      _mm512_store_si512(idx + k, slot2);
+      for (; near; near &= near - 1) {
+        const int j = __builtin_ctz(near);
+        idx[k + j] = 2 * (int32_t)(f64_slot1(ordered_bits(Load<T>::get(xb, k + j) + 0.0), tab) - 1);
+      }
+      if (k >= kGeoLag) {
+        const int32_t* p = idx + k - kGeoLag;
+        for (int j = 0; j < kF32Lanes; j += 2) {
+          slots[p[j]]++;
+          odd[p[j + 1]]++;
+        }
+      }
+    }
+    for (int k = std::max(0, B - kGeoLag); k < B; k += 2) {
+      slots[idx[k]]++;
+      odd[idx[k + 1]]++;
+    }
+    i += B;
+  }
+  if (kStats) {
+    _mm512_storeu_pd(L.mn, mn);
+    _mm512_storeu_pd(L.mx, mx);
+    _mm512_storeu_pd(L.s, s);
+    _mm512_storeu_pd(L.q, q);
+  }
+  for (; i < end; ++i) {  // tail: the scalar definition, same lanes
+    if (kStats) {
+      d_one(Load<T>::get(x, i), (int)((i - begin) & 7), L, nf, slots - 2, tab);
+    } else {
+      DLanes dummy = L;
+      d_one(Load<T>::get(x, i), (int)((i - begin) & 7), dummy, nf, slots - 2, tab);
+    }
+  }
+}
+#pragma GCC diagnostic pop
+#undef TBF_AVX512
+
 // TBFAST_DISABLE_SIMD=1 forces the scalar definition (tests compare the two bit for bit).
 // Equal-width bins, numpy-exact, 4 double lanes at a time: the same operations as
 // UniformBins::bucket (subtract, divide, multiply, truncate, one fix-up step against
@@ -883,14 +1077,22 @@ void f32_chunk(const T* x, const Chunk& c, int32_t* slots, const EdgeLookup* lk,
   if (with_stats) *out = lanes_finish(L, nf);
 }
 
+// slots: null for statistics only; else lk's f64 table must be valid (f64_ok).
 template <typename T>
-void d_chunk(const T* x, const Chunk& c, int32_t* slots, const uint64_t* tab, bool with_stats, ChunkStats* out) {
+void d_chunk(const T* x, const Chunk& c, int32_t* slots, const EdgeLookup* lk, int64_t num_edges, bool with_stats,
+             ChunkStats* out) {
   DLanes L;
   dlanes_init(L);
   ChunkStats nf{0, 0, 0, 0, 0, 0, 0};
   int32_t* s1 = slots ? slots - 2 : nullptr;
+  const uint64_t* tab = slots ? lk->f64 : nullptr;
 #ifdef TBF_X86
-  if (cpu_has_avx2()) {
+  if (slots && lk->geo_ok && simd_level() >= kSimdAvx512) {
+    if (with_stats)
+      d_chunk_geo512<T, true>(x, c.begin, c.end, slots, tab, num_edges, L, nf);
+    else
+      d_chunk_geo512<T, false>(x, c.begin, c.end, slots, tab, num_edges, L, nf);
+  } else if (cpu_has_avx2()) {
     d_chunk_avx2<T>(x, c.begin, c.end, s1, tab, with_stats, L, nf);
   } else
 #endif
@@ -1101,7 +1303,7 @@ void run_chunk(const HistogramParams& p, const Chunk& c, Scratch& sc, PatternTot
   // the f64 table (default edges): statistics and buckets in one pass
   const bool fused = slots && edges && p.lookup->f64_ok;
   if (slots) claim(sc, p, c);
-  if (with_stats || fused) d_chunk<T>(x, c, fused ? slots : nullptr, fused ? p.lookup->f64 : nullptr, with_stats, out);
+  if (with_stats || fused) d_chunk<T>(x, c, fused ? slots : nullptr, p.lookup, p.num_bins + 1, with_stats, out);
   if (!slots || fused) return;
   if (edges) {
     chunk_count(x, c.begin, c.end, slots, EdgesSlot{p.edges, p.lookup->keys, p.edges[p.num_bins]});
