@@ -30,7 +30,8 @@ For scale: one scalar counter increment per element is the floor of any bucket-c
 kernel; on the machine this was measured on (2 cores, AVX-512 EPYC) that is ~0.19-0.29 ns per
 element and core, tbfast's AVX-512 float32 loop with its statistics ~0.31 ns (the table loop
 without them ~0.54 ns), its bfloat16 pattern loop ~0.22 ns (benchmarks/micro/
-histogram_loops.cpp, one thread).
+histogram_loops.cpp, one thread), the same computed slot for float64 and the integers
+~0.42-0.46 ns (10^7 elements, one thread, through tbfast.histogram).
 
 Correctness is checked first on every input (NumPy's histogram on float64, the float64
 softmax computed with libm's exp in the kernel's order).
