@@ -1400,11 +1400,17 @@ def test_more_than_2_31_elements_count_exactly(tmp_path):
         ones = (n - 5 + 2) // 3
         w = tbfast.SummaryWriter({str(tmp_path)!r})
         w.add_histogram("big", x, 0, bins=[-0.5, 0.5, 1.5, 255.5])
+        import os
+        os.environ["TBFAST_NUM_THREADS"] = "1"  # one thread's int32 counters take 2^31 + 5: flushed midway
+        w.add_histogram("big/default", x, 0)  # default edges: the AVX-512 computed-slot kernel
         w.close()
         (path,) = glob.glob({str(tmp_path)!r} + "/*tfevents*")
         (h,) = [v.histo for e in read_events(path) for v in e.summary.value if v.tag == "big"]
         assert list(h.bucket)[-3:] == [n - ones - 5, ones, 5] and sum(h.bucket) == n, list(h.bucket)
         assert (h.num, h.sum, h.min, h.max) == (n, ones + 1000, 0, 200), (h.num, h.sum, h.min, h.max)
+        (d,) = [v.histo for e in read_events(path) for v in e.summary.value if v.tag == "big/default"]
+        nonzero = [c for c in d.bucket if c]
+        assert nonzero == [n - ones - 5, ones, 5] and (d.num, d.sum) == (n, ones + 1000), (nonzero, d.num)
         print("exact")
     """, timeout=300, env={"TBFAST_NUM_THREADS": "2"})
     assert "exact" in out
