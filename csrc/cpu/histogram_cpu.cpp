@@ -361,6 +361,10 @@ template <typename T>
 constexpr bool kMayBeNonFinite = std::is_floating_point<T>::value || std::is_same<T, half_bits>::value ||
                                  std::is_same<T, bf16_bits>::value;
 
+template <typename T>
+constexpr bool kIsF32Family = std::is_same<T, float>::value || std::is_same<T, half_bits>::value ||
+                              std::is_same<T, bf16_bits>::value;
+
 #ifdef TBF_X86
 template <typename T>
 __attribute__((target("avx2,f16c"))) inline __m256 load8(const T* x, int64_t i);
@@ -883,19 +887,6 @@ TBF_AVX512 inline __m512d load8d<double>(const double* x, int64_t i) {
   return _mm512_loadu_pd(x + i);
 }
 template <>
-TBF_AVX512 inline __m512d load8d<float>(const float* x, int64_t i) {
-  return _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
-}
-template <>
-TBF_AVX512 inline __m512d load8d<half_bits>(const half_bits* x, int64_t i) {
-  return _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
-}
-template <>
-TBF_AVX512 inline __m512d load8d<bf16_bits>(const bf16_bits* x, int64_t i) {
-  __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
-  return _mm512_cvtps_pd(_mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
-}
-template <>
 TBF_AVX512 inline __m512d load8d<int32_t>(const int32_t* x, int64_t i) {
   return _mm512_cvtepi32_pd(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
 }
@@ -1102,6 +1093,25 @@ void f32_chunk(const T* x, const Chunk& c, int32_t* slots, const EdgeLookup* lk,
   if (with_stats) *out = lanes_finish(L, nf);
 }
 
+#ifdef TBF_X86
+// d_chunk_geo512 where it applies: AVX-512, the default edges, counts wanted. Never for
+// the float32 family, whose kernels take the default edges themselves.
+template <typename T>
+bool d_chunk_try_geo512(const T* x, const Chunk& c, int32_t* slots, const EdgeLookup* lk, int64_t num_edges,
+                        bool with_stats, DLanes& L, ChunkStats& nf) {
+  if constexpr (kIsF32Family<T>) {
+    return false;
+  } else {
+    if (!slots || !lk->geo_ok || simd_level() < kSimdAvx512) return false;
+    if (with_stats)
+      d_chunk_geo512<T, true>(x, c.begin, c.end, slots, lk->f64, num_edges, L, nf);
+    else
+      d_chunk_geo512<T, false>(x, c.begin, c.end, slots, lk->f64, num_edges, L, nf);
+    return true;
+  }
+}
+#endif
+
 // slots: null for statistics only; else lk's f64 table must be valid (f64_ok).
 template <typename T>
 void d_chunk(const T* x, const Chunk& c, int32_t* slots, const EdgeLookup* lk, int64_t num_edges, bool with_stats,
@@ -1112,11 +1122,7 @@ void d_chunk(const T* x, const Chunk& c, int32_t* slots, const EdgeLookup* lk, i
   int32_t* s1 = slots ? slots - 2 : nullptr;
   const uint64_t* tab = slots ? lk->f64 : nullptr;
 #ifdef TBF_X86
-  if (slots && lk->geo_ok && simd_level() >= kSimdAvx512) {
-    if (with_stats)
-      d_chunk_geo512<T, true>(x, c.begin, c.end, slots, tab, num_edges, L, nf);
-    else
-      d_chunk_geo512<T, false>(x, c.begin, c.end, slots, tab, num_edges, L, nf);
+  if (d_chunk_try_geo512<T>(x, c, slots, lk, num_edges, with_stats, L, nf)) {
   } else if (cpu_has_avx2()) {
     d_chunk_avx2<T>(x, c.begin, c.end, s1, tab, with_stats, L, nf);
   } else
@@ -1126,10 +1132,6 @@ void d_chunk(const T* x, const Chunk& c, int32_t* slots, const EdgeLookup* lk, i
   }
   if (with_stats) *out = dlanes_finish(L, nf);
 }
-
-template <typename T>
-constexpr bool kIsF32Family = std::is_same<T, float>::value || std::is_same<T, half_bits>::value ||
-                              std::is_same<T, bf16_bits>::value;
 
 // ======================================================================================
 // Driver
