@@ -131,7 +131,7 @@ void hold(Held& held, const Chunk& c, Flush flush_them) {
 // the totals the first time and adds to it later, and marks it in the tensor's bitmap of
 // touched groups, which the scan then visits alone. So nothing is zeroed up front, and a
 // tensor whose values take a few thousand patterns costs a few hundred groups, not 65536
-// counters (untouched totals are never even paged in).
+// counters (untouched totals are never written, nor read).
 constexpr int64_t kPatternGroup = 16;
 constexpr int64_t kPatternGroups = kPatterns / kPatternGroup;
 constexpr int64_t kTouchedWords = kPatternGroups / 64;  // bitmap words per tensor
