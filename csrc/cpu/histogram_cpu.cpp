@@ -1144,7 +1144,18 @@ void flush(Scratch& sc, const HistogramParams& p) {
   int64_t* row = p.counts + sc.slots_held.tensor * p.num_bins;
   const int64_t num_bins = p.num_bins;
   int32_t* slots = sc.slots.data() + 2;  // skip slot 0
-  for (int64_t b = 0; b < num_bins; ++b) {
+  int64_t b = 0;
+  for (; b + 8 <= num_bins; b += 8) {  // 8 slots (one cache line of counters) tested at once
+    uint64_t w[8];
+    memcpy(w, slots + 2 * b, sizeof w);
+    if (!(((w[0] | w[1]) | (w[2] | w[3])) | ((w[4] | w[5]) | (w[6] | w[7])))) continue;
+    for (int64_t k = b; k < b + 8; ++k) {
+      int64_t c = (int64_t)slots[2 * k] + slots[2 * k + 1];
+      if (c) __atomic_fetch_add(&row[k], c, __ATOMIC_RELAXED);
+    }
+    memset(slots + 2 * b, 0, sizeof w);
+  }
+  for (; b < num_bins; ++b) {
     int64_t c = (int64_t)slots[2 * b] + slots[2 * b + 1];
     if (c) {
       __atomic_fetch_add(&row[b], c, __ATOMIC_RELAXED);
