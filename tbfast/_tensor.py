@@ -321,7 +321,13 @@ def _check_storage(t, name):
         nbytes = t.untyped_storage().nbytes()
     except (NotImplementedError, RuntimeError):  # "Cannot access storage of BatchedTensorImpl"
         raise _no_storage(t, name) from None
-    sizes, strides, offset = tuple(t.shape), tuple(t.stride()), t.storage_offset()
+    offset = t.storage_offset()
+    n = t.numel()
+    if n and t.is_contiguous():  # the furthest element is numel - 1 past the offset (the common case, cheaper)
+        need = (offset + n) * t.element_size()
+        if need <= nbytes and offset >= 0:
+            return
+    sizes, strides = tuple(t.shape), tuple(t.stride())
     last = sum((s - 1) * st for s, st in zip(sizes, strides))
     need = (offset + last + 1) * t.element_size()
     if need > nbytes or offset < 0:
