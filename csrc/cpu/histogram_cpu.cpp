@@ -528,6 +528,7 @@ const GeoLog& geo_log() {
 }
 
 // GCC 12 reports its own AVX-512 intrinsics' undefined-register idiom as maybe-uninitialized.
+// TBF_AVX512 and this pragma span both AVX-512 kernels (float32 here, the double path below).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #define TBF_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,f16c,fma")))
@@ -684,8 +685,6 @@ TBF_AVX512 void f32_chunk_geo512(const T* x, int64_t begin, int64_t end, int32_t
   }
   f32_tail(x, i, begin, end, slots, tab, kStats, L, nf);
 }
-#undef TBF_AVX512
-#pragma GCC diagnostic pop
 
 // 4 elements as doubles, the values Load<T>::get gives (integers converted exactly, or
 // rounded to nearest like a cast when they exceed 53 bits).
@@ -877,9 +876,6 @@ __attribute__((target("avx2,f16c"))) void d_chunk_avx2(const T* x, int64_t begin
 // core, one thread, 10^7 elements: float64 0.76 -> 0.46 ns per element, int32 0.75 -> 0.42,
 // int64 0.89 -> 0.42 (d_chunk_avx2 -> this). The non-finite test is one mask for all 16
 // lanes with one branch: a branch per vector of 8 cost float64 0.15 ns per element.
-#define TBF_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,f16c,fma")))
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 template <typename T>
 TBF_AVX512 inline __m512d load8d(const T* x, int64_t i);
 template <>
