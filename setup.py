@@ -32,13 +32,13 @@ def _env(name, default):
 
 
 def _rel(pattern):
-    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern)))
+    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern), recursive=True))
 
 
 def _headers():
     """Every header under csrc: an in-place build (setup.py build_ext --inplace) rebuilds a
     module when one of them is newer than it, not only when a source is."""
-    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "csrc", "**", "*.h"), recursive=True))
+    return _rel("csrc/**/*.h")
 
 
 def _find_nvcc():
