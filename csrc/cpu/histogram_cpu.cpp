@@ -1308,17 +1308,20 @@ void pattern_chunk(const T* x, const Chunk& c, Scratch& sc, PatternTotals& total
   static_assert(sizeof(T) == 2, "16-bit floats only");
   hold(sc.patterns_held, c, [&] { flush_patterns(sc, totals); });
   int32_t* pc = sc.patterns.data();
-  const uint16_t* h = reinterpret_cast<const uint16_t*>(x);
-  int64_t i = c.begin;
-  for (; i + 4 <= c.end; i += 4) {  // four patterns per load; their order does not matter
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(x) + c.begin;
+  const uint16_t* const end = h + (c.end - c.begin);
+  const uint16_t* const end4 = h + ((c.end - c.begin) & ~int64_t(3));
+  // A pointer loop: with an index compared against c.end GCC kept a second induction variable
+  // (two more instructions per load), which cost 13% (0.26 against 0.22-0.23 ns per element).
+  for (; h != end4; h += 4) {  // four patterns per load; their order does not matter
     uint64_t w;
-    memcpy(&w, h + i, 8);
+    memcpy(&w, h, 8);
     pc[w & 0xFFFF]++;
     pc[(w >> 16) & 0xFFFF]++;
     pc[(w >> 32) & 0xFFFF]++;
     pc[w >> 48]++;
   }
-  for (; i < c.end; ++i) pc[h[i]]++;
+  for (; h != end; ++h) pc[*h]++;
 }
 
 template <typename T>
