@@ -49,8 +49,8 @@
 //    were counted in are copied, added and scanned (PatternTotals): 50 tensors of 1.21M
 //    cost 33-36 us each beyond one tensor of their 60.5M values, against 49-60 us when
 //    every tensor's 65536 totals were written and scanned. Measured at 10^8 on one core:
-//    bfloat16 22.3-22.9 ms (24.6 ms when each 2^20-element chunk was scanned on its own;
-//    11.9-12.8 ms on 2 cores). float16 stays on the float32 kernel (0.30 ns per element
+//    bfloat16 22.9-23.4 ms (24.6 ms when each 2^20-element chunk was scanned on its own;
+//    12.2 ms on 2 cores). float16 stays on the float32 kernel (0.30 ns per element
 //    and core on any data): with 8x more patterns per binade its counters spill out of L1
 //    (benchmarks/micro/pattern_counting.cpp).
 #include <algorithm>
@@ -1312,7 +1312,8 @@ void pattern_chunk(const T* x, const Chunk& c, Scratch& sc, PatternTotals& total
   const uint16_t* const end = h + (c.end - c.begin);
   const uint16_t* const end4 = h + ((c.end - c.begin) & ~int64_t(3));
   // A pointer loop: with an index compared against c.end GCC kept a second induction variable
-  // (two more instructions per load), which cost 13% (0.26 against 0.22-0.23 ns per element).
+  // (two more instructions per load), which cost 11% (10^8 on one core: 25.6-26.0 against
+  // 22.9-23.4 ms).
   for (; h != end4; h += 4) {  // four patterns per load; their order does not matter
     uint64_t w;
     memcpy(&w, h, 8);
